@@ -1,0 +1,58 @@
+"""Offline configuration for ultralytics.
+
+ultralytics reads its environment once, at import time: it probes the network, may pip-install missing
+packages, downloads fonts and AMP-check weights, and syncs settings. Importing this module first pins all of
+that off and keeps its settings inside a cache directory spikedet owns. Every spikedet module that needs
+ultralytics imports it through :func:`import_ultralytics`.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+__all__ = ["cache_dir", "configure_offline", "font_available", "import_ultralytics"]
+
+
+def cache_dir() -> Path:
+    """The directory spikedet owns for generated data, ultralytics settings and exported datasets.
+
+    ``$SPIKEDET_CACHE`` if set, else ``$XDG_CACHE_HOME/spikedet``, else ``~/.cache/spikedet``.
+    """
+    root = os.environ.get("SPIKEDET_CACHE")
+    if not root:
+        root = os.path.join(os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "spikedet")
+    path = Path(root)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def configure_offline() -> None:
+    """Set the environment ultralytics reads at import so it never touches the network."""
+    os.environ["YOLO_OFFLINE"] = "1"  # skips the DNS probe: ultralytics.utils.ONLINE becomes False
+    os.environ["YOLO_AUTOINSTALL"] = "false"  # never pip-install a "missing" requirement
+    os.environ.setdefault("YOLO_CONFIG_DIR", str(cache_dir() / "ultralytics"))
+    os.environ.setdefault("YOLO_VERBOSE", "false")
+    Path(os.environ["YOLO_CONFIG_DIR"]).mkdir(parents=True, exist_ok=True)
+
+
+def font_available() -> bool:
+    """True when ultralytics can draw plots without downloading a font."""
+    config = Path(os.environ.get("YOLO_CONFIG_DIR", cache_dir() / "ultralytics")) / "Ultralytics"
+    if (config / "Arial.ttf").exists():
+        return True
+    try:
+        from matplotlib import font_manager
+    except ImportError:
+        return False
+    return any("Arial" in Path(f).name for f in font_manager.findSystemFonts())
+
+
+def import_ultralytics():
+    """Import ultralytics with the offline environment in place and settings sync disabled."""
+    configure_offline()
+    import ultralytics
+    from ultralytics.utils import SETTINGS
+
+    if SETTINGS.get("sync", False):
+        SETTINGS.update({"sync": False})
+    return ultralytics

@@ -1,0 +1,100 @@
+"""mAP-vs-timesteps plots of SNN results, with the ANN they were converted from as reference.
+
+A results dict has the schema::
+
+    {"dataset": "coco-tiny", "method": "...",
+     "ann": {"map50_95": 0.37, "map50": 0.52, ...},
+     "snn": {"4": {"map50_95": 0.20, "map50": 0.31, ...}, "8": {...}, ...}}
+
+``snn`` keys are timesteps T (strings, as json keys are, or ints).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+# Figure + the Agg canvas directly, not pyplot: no display needed and no global backend switched.
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+__all__ = ["plot_map_vs_timesteps", "plot_methods"]
+
+_METRICS = {"map50_95": "mAP50-95", "map50": "mAP50"}
+
+
+def _metric(entry: object, key: str, where: str) -> float:
+    if not isinstance(entry, dict) or not isinstance(entry.get(key), (int, float)):
+        raise ValueError(f"results: {where} has no number {key!r}")
+    return float(entry[key])
+
+
+def _curve(results: dict, key: str) -> tuple[list[int], list[float], float]:
+    """(timesteps, SNN values, ANN value) of one metric, timesteps sorted."""
+    snn = results.get("snn") if isinstance(results, dict) else None
+    if not isinstance(snn, dict) or not snn:
+        raise ValueError("results: 'snn' must be a non-empty dict {timesteps: metrics}")
+    points = []
+    for t, entry in snn.items():
+        try:
+            steps = int(t)
+        except (TypeError, ValueError):
+            raise ValueError(f"results: snn key {t!r} is not an integer number of timesteps") from None
+        if steps < 1:
+            raise ValueError(f"results: snn key {t!r} must be >= 1 timestep")
+        points.append((steps, _metric(entry, key, f"snn[{t!r}]")))
+    points.sort()
+    return [t for t, _ in points], [v for _, v in points], _metric(results.get("ann"), key, "'ann'")
+
+
+def _new_axes(title: str):
+    fig = Figure(figsize=(6.4, 4.4), layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    ax.set_title(title)
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("timesteps T")
+    ax.set_ylabel("mAP")
+    ax.grid(True, alpha=0.3)
+    return fig, ax
+
+
+def _save(fig: Figure, ax, steps: set[int], path: str | Path) -> Path:
+    ticks = sorted(steps)
+    ax.set_xticks(ticks, [str(t) for t in ticks])
+    ax.minorticks_off()  # log-axis minor ticks would add unlabelled marks between the T values
+    ax.legend(fontsize="small")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    return path
+
+
+def plot_map_vs_timesteps(results: dict, path: str | Path) -> Path:
+    """PNG of SNN mAP50-95 and mAP50 vs T; the ANN values as dashed lines of the same colour."""
+    title = f"{results.get('dataset', '?')} - {results.get('method', '?')}" if isinstance(results, dict) else ""
+    fig, ax = _new_axes(title)
+    steps: set[int] = set()
+    for colour, (key, name) in zip(("C0", "C1"), _METRICS.items()):
+        ts, values, ann = _curve(results, key)
+        ax.plot(ts, values, marker="o", color=colour, label=f"SNN {name}")
+        ax.axhline(ann, linestyle="--", color=colour, label=f"ANN {name}")
+        steps.update(ts)
+    return _save(fig, ax, steps, path)
+
+
+def plot_methods(results_by_method: dict[str, dict], path: str | Path) -> Path:
+    """PNG of SNN mAP50-95 vs T, one line per method; each method's ANN as a dashed line of its colour."""
+    if not isinstance(results_by_method, dict) or not results_by_method:
+        raise ValueError("results_by_method must be a non-empty dict {method: results}")
+    datasets = sorted({str(r.get("dataset", "?")) for r in results_by_method.values() if isinstance(r, dict)})
+    fig, ax = _new_axes(f"{', '.join(datasets)} - mAP50-95 by method")
+    steps: set[int] = set()
+    for i, (method, results) in enumerate(results_by_method.items()):
+        try:
+            ts, values, ann = _curve(results, "map50_95")
+        except ValueError as err:
+            raise ValueError(f"method {method!r}: {err}") from None
+        colour = f"C{i % 10}"
+        ax.plot(ts, values, marker="o", color=colour, label=f"{method} (SNN)")
+        ax.axhline(ann, linestyle="--", color=colour, label=f"{method} (ANN)")
+        steps.update(ts)
+    return _save(fig, ax, steps, path)

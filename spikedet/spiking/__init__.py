@@ -1,0 +1,16 @@
+"""The spiking core: quantized activations, neurons, conversion, runtime and accounting."""
+from .accounting import ENERGY_PRESETS, SpikeMonitor
+from .context import SimContext
+from .convert import ConversionError, convert, fold_batchnorm, spiking_modules
+from .layer import ReadOut, SpikingMaxPool
+from .neuron import CIFNeuron, IFNeuron, SignedIFNeuron, SpikingNeuron
+from .quant import QCFS, quantized_activations
+from .runtime import SpikingNetwork, check_timesteps, split_batch
+from .schedule import OnlineSchedule, Schedule, WakeSleepSchedule
+
+__all__ = [
+    "ENERGY_PRESETS", "SpikeMonitor", "SimContext", "ConversionError", "convert", "fold_batchnorm",
+    "spiking_modules", "ReadOut", "SpikingMaxPool", "CIFNeuron", "IFNeuron", "SignedIFNeuron", "SpikingNeuron",
+    "QCFS", "quantized_activations", "SpikingNetwork", "check_timesteps", "split_batch", "OnlineSchedule",
+    "Schedule", "WakeSleepSchedule",
+]

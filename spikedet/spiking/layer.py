@@ -1,0 +1,97 @@
+"""Spiking counterparts of the non-neuron layers that need state: max-pooling and the read-out.
+
+Linear layers (conv, add, concat, nearest upsample, avg-pool) act on each step unchanged, time folded into
+the batch. Max-pooling is not linear and a read-out must average over time; both are handled here.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .context import SimContext
+
+__all__ = ["SpikingMaxPool", "ReadOut"]
+
+
+def _as_sequence(x: torch.Tensor, ctx: SimContext) -> torch.Tensor:
+    """``[steps·B, ...]`` (or a constant ``[B, ...]``) as ``[steps, B, ...]``."""
+    if ctx.is_constant(x.shape[0]):
+        return x.unsqueeze(0).expand(ctx.steps, *x.shape)
+    return x.view(ctx.steps, x.shape[0] // ctx.steps, *x.shape[1:])
+
+
+class SpikingMaxPool(nn.Module):
+    """Max-pooling on accumulated input, exact with respect to the ANN's max-pool of the mean input.
+
+    With ``S_t`` the input accumulated up to step t, the output of step t is
+    ``y_t = maxpool(S_t) − maxpool(S_{t−1})``, so ``Σ_{t≤τ} y_t = maxpool(S_τ)`` for every τ: averaged over
+    the steps it is exactly ``maxpool(mean input)``, the quantity the ANN computes. For non-negative spike
+    inputs (``{0, θ}`` per step) ``y_t ∈ {0, θ}`` is again a spike train, and cascaded pools (SPPF) stay
+    exact because each one sees the previous one's accumulated output. This is the "running max over
+    accumulated counts" form of CASC's lateral-inhibition pooling, computed for all steps in one pooling call.
+    """
+
+    def __init__(self, pool: nn.MaxPool2d) -> None:
+        super().__init__()
+        self.pool = pool
+        self.ctx = SimContext()
+        self.accumulated: torch.Tensor | None = None
+        self.pooled: torch.Tensor | None = None
+
+    def reset(self) -> None:
+        self.accumulated = None
+        self.pooled = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        seq = _as_sequence(x, self.ctx)
+        acc = seq.cumsum(0)
+        if self.accumulated is not None:
+            acc += self.accumulated
+        pooled = self.pool(acc.flatten(0, 1))
+        pooled = pooled.view(seq.shape[0], seq.shape[1], *pooled.shape[1:])
+        out = torch.empty_like(pooled)
+        out[0] = pooled[0] if self.pooled is None else pooled[0] - self.pooled
+        torch.sub(pooled[1:], pooled[:-1], out=out[1:])
+        self.accumulated, self.pooled = acc[-1], pooled[-1]
+        return out.flatten(0, 1)
+
+
+class ReadOut(nn.Module):
+    """A detector-head output layer whose spiking input is averaged over the effective steps.
+
+    The wrapped layer is linear, so ``mean_t(W x_t + b) = W mean_t(x_t) + b``: the input is averaged first and
+    the layer runs once per read-out. Sleep steps (``ctx.wake`` false) are integrated but do not count in the
+    average, and carry no bias (CASC's read-out ``Σ_all / T_wake``). Returns one read-out per entry of
+    ``ctx.readout_at`` stacked along the batch (``[len(readout_at)·B, ...]``): the "anytime" outputs of one
+    simulation. State (running sum, effective steps) persists until :meth:`reset`, for streaming.
+    """
+
+    def __init__(self, layer: nn.Module) -> None:
+        super().__init__()
+        self.layer = layer
+        self.ctx = SimContext()
+        self.total: torch.Tensor | None = None
+        self.effective_steps = 0
+
+    def reset(self) -> None:
+        self.total = None
+        self.effective_steps = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        ctx = self.ctx
+        seq = _as_sequence(x, ctx)
+        acc = seq.cumsum(0)
+        if self.total is not None:
+            acc += self.total
+        wake = ctx.wake if ctx.wake is not None else [True] * ctx.steps
+        effective, running = [], self.effective_steps
+        for awake in wake:
+            running += int(awake)
+            effective.append(running)
+        idx = list(ctx.readout_at)
+        if any(effective[i] == 0 for i in idx):
+            raise ValueError("a read-out was requested before any wake step")
+        scale = torch.tensor([1.0 / effective[i] for i in idx], dtype=acc.dtype, device=acc.device)
+        means = acc[idx] * scale.view(-1, *([1] * (acc.dim() - 1)))
+        self.total, self.effective_steps = acc[-1], effective[-1]
+        return self.layer(means.flatten(0, 1))

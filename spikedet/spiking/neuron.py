@@ -1,0 +1,127 @@
+"""Spiking neuron layers (methods.md §8.2): IF, signed IF (Fast-SNN) and CIF (CASC).
+
+Each neuron holds its membrane state explicitly (``reset()`` clears it; the runtime resets between images),
+a per-layer threshold θ, and an initial potential ``v0`` in units of θ (a scalar, or a per-neuron tensor for
+Dual-Phase's calibrated potentials). In a network it reads time and batch from the shared
+:class:`~spikedet.spiking.context.SimContext`; standalone, :meth:`multi_step` takes ``[T, ...]`` tensors.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from . import functional as F
+from .context import SimContext
+
+__all__ = ["SpikingNeuron", "IFNeuron", "SignedIFNeuron", "CIFNeuron"]
+
+
+class SpikingNeuron(nn.Module):
+    """Base class: threshold, initial potential, explicit state, and the folded-time forward."""
+
+    def __init__(self, threshold: float | torch.Tensor, v0: float | torch.Tensor = 0.5) -> None:
+        super().__init__()
+        self.register_buffer("threshold", torch.as_tensor(threshold, dtype=torch.float32).clone())
+        self.register_buffer("v0", torch.as_tensor(v0, dtype=torch.float32).clone())
+        self.ctx = SimContext()
+        self.v: torch.Tensor | None = None
+        # statistics, filled when ctx.record is set
+        self.spike_count = 0.0
+        self.neuron_steps = 0
+
+    def reset(self) -> None:
+        """Forget all state (membrane potential, counters): the next input starts a new sequence."""
+        self.v = None
+
+    def reset_stats(self) -> None:
+        self.spike_count = 0.0
+        self.neuron_steps = 0
+
+    def _init_state(self, shape: torch.Size, like: torch.Tensor) -> None:
+        self.v = (self.v0 * self.threshold).to(like.dtype).expand(shape).clone()
+
+    def _run(self, x: torch.Tensor, steps: int, constant: bool) -> torch.Tensor:
+        raise NotImplementedError
+
+    def multi_step(self, x: torch.Tensor, constant_steps: int | None = None) -> torch.Tensor:
+        """Run on ``x`` ``[T, *shape]`` (or a constant current ``shape`` for ``constant_steps`` steps)."""
+        steps = constant_steps if constant_steps is not None else x.shape[0]
+        if steps < 1:
+            raise ValueError(f"number of time steps must be >= 1, got {steps}")
+        shape = x.shape if constant_steps is not None else x.shape[1:]
+        if self.v is None or self.v.shape != shape:
+            self._init_state(shape, x)
+        out = self._run(x, steps, constant_steps is not None)
+        if self.ctx.record:
+            self.spike_count += float(out.abs().sum() / self.threshold)
+            self.neuron_steps += out.numel()
+        return out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        ctx = self.ctx
+        ctx.neurons_run += 1
+        if ctx.is_constant(x.shape[0]):
+            out = self.multi_step(x, constant_steps=ctx.steps)
+        else:
+            out = self.multi_step(x.view(ctx.steps, x.shape[0] // ctx.steps, *x.shape[1:]))
+        return out.flatten(0, 1)
+
+    def extra_repr(self) -> str:
+        v0 = f"{self.v0.item():.3g}" if self.v0.dim() == 0 else f"tensor{tuple(self.v0.shape)}"
+        return f"threshold={self.threshold.item():.4g}, v0={v0}·θ"
+
+
+class IFNeuron(SpikingNeuron):
+    """Integrate-and-fire with soft reset (QCFS: ``θ = λ``, ``v0 = θ/2``, fire on ``≥``)."""
+
+    def __init__(self, threshold: float | torch.Tensor, v0: float | torch.Tensor = 0.5, fire_ge: bool = True) -> None:
+        super().__init__(threshold, v0)
+        self.fire_ge = fire_ge
+
+    def _run(self, x: torch.Tensor, steps: int, constant: bool) -> torch.Tensor:
+        return F.if_steps(x, self.v, self.threshold, steps, constant, self.fire_ge, self.ctx.input_mask())
+
+
+class SignedIFNeuron(SpikingNeuron):
+    """Fast-SNN's signed IF: retracts a spike (−θ) when over-fired; the net count never goes negative."""
+
+    def __init__(self, threshold: float | torch.Tensor, v0: float | torch.Tensor = 0.5, eps: float = 1e-3) -> None:
+        super().__init__(threshold, v0)
+        self.eps = eps
+        self.count: torch.Tensor | None = None
+
+    def reset(self) -> None:
+        super().reset()
+        self.count = None
+
+    def _init_state(self, shape: torch.Size, like: torch.Tensor) -> None:
+        super()._init_state(shape, like)
+        self.count = torch.zeros(shape, dtype=like.dtype, device=like.device)
+
+    def _run(self, x: torch.Tensor, steps: int, constant: bool) -> torch.Tensor:
+        if self.ctx.input_mask() is not None:
+            raise ValueError("SignedIFNeuron has no sleep steps; use CIFNeuron for wake/sleep schedules")
+        return F.signed_if_steps(x, self.v, self.count, self.threshold, steps, constant, self.eps)
+
+
+class CIFNeuron(SpikingNeuron):
+    """CASC's consistent IF neuron (±θ spikes, net count capped by the wake steps seen; ``v0 = 0``)."""
+
+    def __init__(self, threshold: float | torch.Tensor, v0: float | torch.Tensor = 0.0) -> None:
+        super().__init__(threshold, v0)
+        self.count: torch.Tensor | None = None
+        self.wake_steps: torch.Tensor | None = None
+
+    def reset(self) -> None:
+        super().reset()
+        self.count = None
+        self.wake_steps = None
+
+    def _init_state(self, shape: torch.Size, like: torch.Tensor) -> None:
+        super()._init_state(shape, like)
+        self.count = torch.zeros(shape, dtype=like.dtype, device=like.device)
+        self.wake_steps = torch.zeros((), dtype=like.dtype, device=like.device)
+
+    def _run(self, x: torch.Tensor, steps: int, constant: bool) -> torch.Tensor:
+        wake = self.ctx.wake if self.ctx.wake is not None and len(self.ctx.wake) == steps else [True] * steps
+        return F.cif_steps(x, self.v, self.count, self.wake_steps, self.threshold, steps, wake, constant)

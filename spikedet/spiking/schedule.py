@@ -1,0 +1,65 @@
+"""Temporal schedules (methods.md §8.4): which simulated steps are wake steps and where read-outs fall."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["Schedule", "OnlineSchedule", "WakeSleepSchedule"]
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """Maps effective time steps T to simulated steps.
+
+    ``plan(T)`` returns the per-step wake flags of a simulation that delivers T effective (wake) steps and,
+    for each effective ``t ≤ T``, the index of the simulated step after which its read-out is complete.
+    """
+
+    def plan(self, timesteps: int) -> tuple[list[bool], dict[int, int]]:
+        raise NotImplementedError
+
+    def steps_total(self, timesteps: int) -> int:
+        """Simulated steps (sleep or pre-run steps included) needed for T effective steps."""
+        return len(self.plan(timesteps)[0])
+
+
+@dataclass(frozen=True)
+class OnlineSchedule(Schedule):
+    """Every step is a wake step: T effective steps take T simulated steps."""
+
+    def plan(self, timesteps: int) -> tuple[list[bool], dict[int, int]]:
+        return [True] * timesteps, {t: t - 1 for t in range(1, timesteps + 1)}
+
+
+@dataclass(frozen=True)
+class WakeSleepSchedule(Schedule):
+    """CASC: blocks of ``wake`` steps with input and bias on, then ``sleep`` steps with both off.
+
+    The read-out for ``t`` wake steps is taken after the sleep block that follows the t-th wake step, so the
+    residual it leaves is drained first (a partial last block gets its sleep steps too).
+    """
+
+    wake: int = 4
+    sleep: int = 4
+
+    def __post_init__(self) -> None:
+        if self.wake < 1 or self.sleep < 0:
+            raise ValueError(f"wake-sleep schedule needs wake >= 1 and sleep >= 0, got {self.wake}/{self.sleep}")
+
+    def plan(self, timesteps: int) -> tuple[list[bool], dict[int, int]]:
+        flags: list[bool] = []
+        readout: dict[int, int] = {}
+        done = 0
+        while done < timesteps:
+            block = min(self.wake, timesteps - done)
+            flags += [True] * block
+            flags += [False] * self.sleep
+            done += block
+            readout[done] = len(flags) - 1
+        # intermediate read-outs inside a block: after the block's sleep steps only the block end is exact,
+        # so t inside a block reads out at the end of its own step
+        position = 0
+        for i, awake in enumerate(flags):
+            if awake:
+                position += 1
+                readout.setdefault(position, i)
+        return flags, readout
