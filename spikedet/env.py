@@ -8,6 +8,7 @@ ultralytics imports it through :func:`import_ultralytics`.
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 __all__ = ["cache_dir", "configure_offline", "font_available", "import_ultralytics"]
@@ -32,7 +33,29 @@ def configure_offline() -> None:
     os.environ["YOLO_AUTOINSTALL"] = "false"  # never pip-install a "missing" requirement
     os.environ.setdefault("YOLO_CONFIG_DIR", str(cache_dir() / "ultralytics"))
     os.environ.setdefault("YOLO_VERBOSE", "false")
-    Path(os.environ["YOLO_CONFIG_DIR"]).mkdir(parents=True, exist_ok=True)
+    _provide_font(Path(os.environ["YOLO_CONFIG_DIR"]) / "Ultralytics")
+
+
+def _provide_font(folder: Path) -> None:
+    """Give ultralytics a local font so ``check_font`` never downloads one.
+
+    ``check_det_dataset`` and the plotting code always ask for Arial.ttf (Arial.Unicode.ttf for non-ASCII
+    class names) and fetch it from the internet when it is not in the config folder. matplotlib ships
+    DejaVu Sans; a copy under those names satisfies the lookup, and plots are drawn in DejaVu Sans.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    targets = [folder / name for name in ("Arial.ttf", "Arial.Unicode.ttf")]
+    if all(t.exists() for t in targets):
+        return
+    try:
+        import matplotlib
+    except ImportError:
+        return
+    source = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"
+    if source.is_file():
+        for target in targets:
+            if not target.exists():
+                shutil.copyfile(source, target)
 
 
 def font_available() -> bool:

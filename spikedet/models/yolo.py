@@ -16,7 +16,10 @@ from torch import nn
 from ..env import import_ultralytics
 from ..spiking.quant import QCFS
 
-__all__ = ["ATTENTION_BLOCKS", "build_yolo", "quantize_yolo", "yolo_readouts", "yolo_config", "check_convertible"]
+__all__ = [
+    "ATTENTION_BLOCKS", "build_yolo", "check_convertible", "quantize_yolo", "yolo_config", "yolo_from_config",
+    "yolo_analog", "yolo_readouts",
+]
 
 # Blocks with attention or multiplicative gating: not expressible with IF neurons and linear synapses.
 ATTENTION_BLOCKS = (
@@ -124,14 +127,11 @@ def yolo_config(model: nn.Module) -> dict:
 
 
 def yolo_from_config(cfg: dict) -> nn.Module:
-    """Inverse of :func:`yolo_config` (weights are loaded separately)."""
-    quant = cfg.get("quant") or {}
-    return build_yolo(
-        cfg["yaml"], num_classes=cfg["num_classes"], activation=cfg.get("activation", "qcfs"),
-        levels=quant.get("levels", 4), shift=quant.get("shift", 0.5),
-        learn_clip=quant.get("learn_clip", True), noise_p=quant.get("noise_p", 0.0),
-        clamp_grad=quant.get("clamp_grad", False),
-    ) if cfg.get("activation", "qcfs") == "qcfs" else build_yolo(cfg["yaml"], num_classes=cfg["num_classes"], activation="silu")
+    """Rebuild the (untrained) module described by :func:`yolo_config`; weights are loaded separately."""
+    quant = cfg.get("quant")
+    if quant is None:
+        return build_yolo(cfg["yaml"], num_classes=cfg["num_classes"], activation="silu")
+    return build_yolo(cfg["yaml"], num_classes=cfg["num_classes"], activation="qcfs", **quant)
 
 
 def yolo_readouts(model: nn.Module) -> list[str]:
@@ -143,3 +143,10 @@ def yolo_readouts(model: nn.Module) -> list[str]:
         for i, seq in enumerate(getattr(head, branch)):
             names.append(f"{prefix}.{branch}.{i}.{len(seq) - 1}")
     return names
+
+
+def yolo_analog(model: nn.Module) -> list[str]:
+    """Sub-modules after the read-out that stay in ANN arithmetic: the Detect head's DFL decoder."""
+    head = model.model[-1]
+    prefix = next(name for name, m in model.named_modules() if m is head)
+    return [f"{prefix}.dfl"]

@@ -1,0 +1,57 @@
+"""spikedet's checkpoint format: tensors plus a JSON config, loadable with ``torch.load(weights_only=True)``.
+
+A checkpoint is ``{"format": "spikedet/1", "kind": "ann" | "snn", "config": <json str>, "state_dict": {...}}``.
+``config`` holds everything needed to rebuild the module (model yaml, activation settings, class names, and
+for a spiking model the conversion recipe); nothing is pickled.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+__all__ = ["FORMAT", "CheckpointError", "save_checkpoint", "load_checkpoint"]
+
+FORMAT = "spikedet/1"
+
+
+class CheckpointError(ValueError):
+    """A file is missing, not a spikedet checkpoint, or of the wrong kind."""
+
+
+def save_checkpoint(path: str | Path, model: nn.Module, kind: str, config: dict[str, Any]) -> Path:
+    """Write ``model``'s float32 state dict and ``config`` (JSON-serialisable) to ``path``."""
+    if kind not in ("ann", "snn"):
+        raise ValueError(f"checkpoint kind must be 'ann' or 'snn', got '{kind}'")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().float().cpu() if v.is_floating_point() else v.cpu() for k, v in model.state_dict().items()}
+    torch.save({"format": FORMAT, "kind": kind, "config": json.dumps(config), "state_dict": state}, path)
+    return path
+
+
+def load_checkpoint(path: str | Path, kind: str | None = None) -> tuple[dict[str, Any], dict[str, torch.Tensor], str]:
+    """Read a spikedet checkpoint safely; returns ``(config, state_dict, kind)``.
+
+    ``kind`` ("ann"/"snn") checks what the caller expects. Anything else (a missing file, an ultralytics
+    ``.pt`` with pickled modules, a checkpoint of the other kind) raises :class:`CheckpointError`.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # pickled modules (e.g. an ultralytics .pt), truncated or non-torch files
+        raise CheckpointError(
+            f"{path} is not a spikedet checkpoint: it does not load with weights_only=True (a pickled model such "
+            "as an ultralytics .pt, or a damaged file); spikedet reads only its own format, written by "
+            "tools/train_det.py and tools/convert_det.py"
+        ) from None
+    if not isinstance(blob, dict) or blob.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not a spikedet checkpoint (format tag '{FORMAT}' missing)")
+    if kind is not None and blob["kind"] != kind:
+        raise CheckpointError(f"{path} holds a {blob['kind'].upper()} model, but a {kind.upper()} model is required here")
+    return json.loads(blob["config"]), blob["state_dict"], blob["kind"]

@@ -1,0 +1,36 @@
+"""Shared behaviour of the command-line tools: expected errors become one clear line and exit code 2."""
+from __future__ import annotations
+
+import sys
+from typing import Callable
+
+__all__ = ["run_cli", "parse_timesteps"]
+
+
+def parse_timesteps(text: str) -> list[int]:
+    """``"4"`` or ``"1,2,4,8"`` → ``[4]`` / ``[1, 2, 4, 8]``; anything else is a ValueError."""
+    values = []
+    for part in text.split(","):
+        part = part.strip()
+        if not part.lstrip("-").isdigit():
+            raise ValueError(f"--T expects integers >= 1 separated by commas, got '{text}'")
+        values.append(int(part))
+    if any(v < 1 for v in values):
+        raise ValueError(f"--T expects integers >= 1, got '{text}'")
+    return values
+
+
+def run_cli(job: Callable[[], None]) -> None:
+    """Run ``job``; a user error (bad data, checkpoint, argument) prints ``error: ...`` and exits with 2."""
+    from .checkpoint import CheckpointError
+    from .data.records import DatasetError
+    from .spiking.convert import ConversionError
+
+    try:
+        job()
+    except (CheckpointError, DatasetError, ConversionError, ValueError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)

@@ -1,0 +1,1 @@
+"""High-level jobs behind the command-line tools: train, convert, evaluate."""

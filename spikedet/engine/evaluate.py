@@ -1,0 +1,109 @@
+"""Load detectors from checkpoints and evaluate them (ANN, and SNN at several T from one simulation)."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..checkpoint import load_checkpoint
+from ..data.records import DatasetError, DetectionDataset
+from ..eval.coco import evaluate_coco
+from ..eval.detections import ImageDetections
+from ..eval.voc import evaluate_voc
+from ..models.yolo import yolo_analog, yolo_from_config, yolo_readouts
+from ..recipes import Recipe, get_recipe
+from ..spiking.accounting import SpikeMonitor
+from ..spiking.runtime import SpikingNetwork, check_timesteps
+from .inference import predict_dataset
+
+__all__ = [
+    "DEFAULT_WEIGHTS", "load_ann", "load_snn", "load_detector", "check_classes", "evaluate_ann", "evaluate_snn",
+]
+
+DEFAULT_WEIGHTS = Path(__file__).resolve().parents[2] / "weights" / "yolov8n_qcfs_l4_synthetic.pt"
+
+
+def load_ann(weights: str | Path) -> tuple[nn.Module, dict]:
+    """A quantized (or SiLU) ANN and its config from a spikedet ANN checkpoint."""
+    config, state, _ = load_checkpoint(weights, kind="ann")
+    model = yolo_from_config(config)
+    model.load_state_dict(state)
+    return model.eval(), config
+
+
+def build_snn(ann: nn.Module, recipe: Recipe) -> SpikingNetwork:
+    return recipe.build(ann, yolo_readouts(ann), yolo_analog(ann))
+
+
+def load_snn(weights: str | Path) -> tuple[SpikingNetwork, dict]:
+    """A spiking network and its config from a spikedet SNN checkpoint."""
+    config, state, _ = load_checkpoint(weights, kind="snn")
+    network = build_snn(yolo_from_config(config).eval(), get_recipe(config["recipe"]["name"]))
+    network.net.load_state_dict(state)
+    return network, config
+
+
+def load_detector(weights: str | Path) -> tuple[str, Any, dict]:
+    """``("ann", model, config)`` or ``("snn", network, config)``, whichever the checkpoint holds."""
+    _, _, kind = load_checkpoint(weights)
+    return (kind, *(load_ann(weights) if kind == "ann" else load_snn(weights)))
+
+
+def check_classes(dataset: DetectionDataset, config: dict) -> None:
+    """The dataset's classes must be the model's, in the same order."""
+    names = config.get("class_names")
+    if names is not None and list(names) != list(dataset.class_names):
+        raise DatasetError(
+            f"dataset classes {dataset.class_names} differ from the model's {names}; "
+            "evaluate on the data the model was trained for, or retrain"
+        )
+
+
+def _metrics(dataset: DetectionDataset, dets: list[ImageDetections]) -> dict[str, Any]:
+    coco = evaluate_coco(dataset, dets)
+    out = {"map50_95": coco.map50_95, "map50": coco.map50, "coco_lines": coco.lines}
+    if dataset.layout == "voc":
+        out["voc_map50"] = evaluate_voc(dataset, dets).map50
+    return out
+
+
+def evaluate_ann(model: nn.Module, dataset: DetectionDataset, imgsz: int, batch: int = 8) -> tuple[dict, list[ImageDetections]]:
+    """pycocotools (and VOC) metrics of an ANN, with its MACs and energy per image."""
+    start = time.perf_counter()
+    dets = predict_dataset(lambda x: {"ann": model(x)}, dataset, imgsz, batch, desc="ANN")["ann"]
+    metrics = _metrics(dataset, dets)
+    metrics["seconds"] = time.perf_counter() - start
+    return metrics, dets
+
+
+def evaluate_snn(
+    network: SpikingNetwork, dataset: DetectionDataset, timesteps: list[int], imgsz: int, batch: int = 8
+) -> tuple[dict[int, dict], dict[int, list[ImageDetections]], SpikeMonitor]:
+    """Metrics at every T from one simulation to max(T) per batch, with firing rate, SOPs and energy."""
+    timesteps = sorted(set(check_timesteps(timesteps)))
+    monitor = SpikeMonitor(network)
+    start = time.perf_counter()
+    try:
+        dets = predict_dataset(
+            lambda x: network.anytime(x, timesteps, record=True), dataset, imgsz, batch, desc=f"SNN T<={timesteps[-1]}"
+        )
+    finally:
+        monitor.close()
+    seconds = time.perf_counter() - start
+    results = {}
+    for t in timesteps:
+        steps = network.steps_total(t)
+        report = monitor.report(steps)
+        results[t] = {
+            **_metrics(dataset, dets[t]),
+            "steps_total": steps,
+            "firing_rate": report["firing_rate"],
+            "sops": report["sops"],
+            "energy_mj": report["energy_mj"],
+            "ann_energy_mj": report["ann_energy_mj"],
+        }
+    results[timesteps[-1]]["seconds"] = seconds
+    return results, dets, monitor

@@ -1,0 +1,100 @@
+"""Training clip-quantized YOLOv8 through ultralytics' own trainer (a subclass, not a fork).
+
+The spikedet settings (activation, levels, clip init, initial weights) travel inside the model yaml under a
+``spikedet`` key, so they survive ultralytics' DDP re-launch, which rebuilds the trainer from its overrides.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from ..checkpoint import load_checkpoint, save_checkpoint
+from ..env import font_available, import_ultralytics
+from .yolo import _model_yaml, build_yolo, yolo_config
+
+__all__ = ["train_yolo"]
+
+import_ultralytics()
+from ultralytics.models.yolo.detect import DetectionTrainer  # noqa: E402  (after the offline set-up)
+from ultralytics.nn.tasks import load_checkpoint as load_ultralytics_checkpoint  # noqa: E402
+
+
+class QCFSDetectionTrainer(DetectionTrainer):
+    """ultralytics' detection trainer building a spikedet YOLO (QCFS or SiLU) from the run's model yaml."""
+
+    def get_model(self, cfg: str | dict | None = None, weights: Any = None, verbose: bool = True):
+        cfg = cfg if isinstance(cfg, dict) else yaml.safe_load(Path(cfg).read_text())
+        options = dict(cfg.get("spikedet", {}))
+        init = options.pop("init", None)
+        model = build_yolo(
+            {k: v for k, v in cfg.items() if k != "spikedet"}, num_classes=self.data["nc"],
+            activation=options.pop("activation", "qcfs"), verbose=verbose, **options,
+        )
+        model = self.set_model_names_for_load(model)
+        if init:
+            config, state, _ = load_checkpoint(init, kind="ann")
+            if config.get("num_classes") != self.data["nc"]:
+                # a different head: keep the backbone and neck, retrain the head from scratch
+                state = {k: v for k, v in state.items() if ".dfl" in k or not k.startswith(f"model.{len(model.model) - 1}.")}
+            missing, unexpected = model.load_state_dict(state, strict=False)
+            if unexpected:
+                raise ValueError(f"--init {init}: parameters that do not fit this model: {unexpected[:3]}")
+        return model
+
+
+def train_yolo(
+    data_yaml: str | Path,
+    out_dir: str | Path,
+    model: str | dict = "yolov8n",
+    activation: str = "qcfs",
+    levels: int = 4,
+    clip: float = 4.0,
+    epochs: int = 30,
+    imgsz: int = 320,
+    batch: int = 16,
+    device: str = "cpu",
+    init: str | Path | None = None,
+    width: float | None = None,
+    depth: float | None = None,
+    extra: dict[str, Any] | None = None,
+) -> tuple[Path, Any]:
+    """Train with ultralytics' trainer; return the run directory and the final trainer.
+
+    ``data_yaml`` is an ultralytics dataset yaml with absolute paths (see ``spikedet.data.export_ultralytics``).
+    ``extra`` passes further ultralytics train arguments (e.g. ``{"mosaic": 0.5}``).
+    """
+    out_dir = Path(out_dir).resolve()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cfg = _model_yaml(model, width, depth)
+    cfg["spikedet"] = {"activation": activation}
+    if activation == "qcfs":
+        cfg["spikedet"].update(levels=levels, clip=clip)
+    if init:
+        load_checkpoint(init, kind="ann")  # fail early, with a clear message, on a wrong file
+        cfg["spikedet"]["init"] = str(Path(init).resolve())
+    model_yaml = out_dir / "model.yaml"
+    model_yaml.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    on_cpu = str(device).lower() == "cpu"
+    overrides = {
+        "model": str(model_yaml), "data": str(data_yaml), "epochs": epochs, "imgsz": imgsz, "batch": batch,
+        "device": device, "project": str(out_dir), "name": "train", "exist_ok": True,
+        "amp": False,  # ultralytics' AMP check downloads weights; mixed precision is opt-in via extra
+        "plots": font_available(), "workers": 0 if on_cpu else 8, "pretrained": False, "verbose": False,
+    }
+    overrides.update(extra or {})
+    trainer = QCFSDetectionTrainer(overrides=overrides)
+    trainer.train()
+    return out_dir / "train", trainer
+
+
+def export_trained(trainer: Any, path: str | Path, class_names: list[str], meta: dict[str, Any]) -> Path:
+    """Save the best weights of an ultralytics run in spikedet's safe checkpoint format."""
+    best = Path(trainer.best if Path(trainer.best).exists() else trainer.last)
+    model, _ = load_ultralytics_checkpoint(best)
+    model = model.float().eval()
+    config = yolo_config(model)
+    config.update(class_names=list(class_names), **meta)
+    return save_checkpoint(path, model, "ann", config)

@@ -1,0 +1,24 @@
+"""Shared test fixtures: the real datasets beside the repository and a private spikedet cache."""
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+SHARED_DATASETS = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
+
+
+@pytest.fixture(scope="session")
+def shared_datasets() -> Path:
+    """``../shared/datasets`` relative to the repository root; skips the test when it is absent."""
+    if not SHARED_DATASETS.is_dir():
+        pytest.skip(f"real datasets not found at {SHARED_DATASETS} (expected ../shared/datasets beside the repo)")
+    return SHARED_DATASETS
+
+
+@pytest.fixture(scope="session", autouse=True)
+def spikedet_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Point ``$SPIKEDET_CACHE`` at a temporary folder so tests never touch the user's cache."""
+    path = tmp_path_factory.mktemp("spikedet_cache")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SPIKEDET_CACHE", str(path))
+        yield path

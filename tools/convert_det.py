@@ -1,0 +1,45 @@
+#!/usr/bin/env python
+"""Convert a clip-quantized detector into a spiking detector and evaluate it at several T.
+
+With no arguments: the shipped YOLOv8n-QCFS (L=4) on the embedded synthetic dataset, method qcfs, T=1,2,4,8.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from spikedet.cli import parse_timesteps, run_cli  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--weights", default=None, help="spikedet ANN checkpoint (default: the shipped synthetic model)")
+    parser.add_argument("--data", default=None, help="dataset (default: the one the model was trained on)")
+    parser.add_argument("--split", default=None, help="evaluation split (default: the dataset's eval split)")
+    parser.add_argument("--method", default="qcfs", help="conversion recipe, see configs/convert/")
+    parser.add_argument("--T", default="1,2,4,8", help="time steps, e.g. 4 or 1,2,4,8 (one simulation for all)")
+    parser.add_argument("--imgsz", type=int, default=None, help="input size (default: the training size)")
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--max-images", type=int, default=None, help="evaluate on the first N images only")
+    parser.add_argument("--out", default="runs/convert", help="output folder")
+    args = parser.parse_args()
+
+    def job() -> None:
+        from spikedet.engine.convert import convert_detector, format_table
+
+        results = convert_detector(
+            args.weights, args.data, args.method, parse_timesteps(args.T), args.out, args.imgsz, args.batch,
+            args.split, args.max_images,
+        )
+        print(format_table(results))
+        print(f"results: {Path(args.out) / 'results.json'}  plot: {Path(args.out) / 'map_vs_T.png'}  "
+              f"spiking checkpoint: {Path(args.out) / f'snn_{args.method}.pt'}")
+
+    run_cli(job)
+
+
+if __name__ == "__main__":
+    main()
