@@ -1,0 +1,81 @@
+"""The accuracy benchmark of the spiking YOLO: SiLU ANN, QCFS ANN and its SNN on one dataset split."""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from ..data import default_splits, export_ultralytics, load_dataset
+from ..models.yolo_validate import validate_ultralytics
+from ..recipes import get_recipe
+from .evaluate import build_snn, check_classes, evaluate_ann, evaluate_snn, load_ann
+
+__all__ = ["benchmark_yolo", "format_benchmark", "write_json"]
+
+
+def benchmark_yolo(
+    qcfs_weights: str | Path,
+    data: str | Path | None = None,
+    silu_weights: str | Path | None = None,
+    method: str = "qcfs",
+    timesteps: list[int] = (1, 2, 4, 8),
+    imgsz: int | None = None,
+    batch: int = 8,
+) -> dict[str, Any]:
+    """pycocotools mAP of each model, the ultralytics-validator mAP of the ANNs, SNN energy and timing."""
+    qcfs, config = load_ann(qcfs_weights)
+    data = data or config["dataset"]
+    train_split, eval_split = default_splits(data)
+    dataset = load_dataset(data, eval_split, class_names=config["class_names"])
+    check_classes(dataset, config)
+    imgsz = imgsz or config.get("imgsz", 320)
+    # the validator reads an ultralytics dataset; only its val split is used here
+    data_yaml = export_ultralytics(load_dataset(data, train_split, class_names=config["class_names"]), dataset)
+    rows: dict[str, Any] = {"dataset": f"{data}:{eval_split}", "imgsz": imgsz, "method": method, "models": {}}
+
+    models = [("QCFS ANN", qcfs_weights)] + ([("SiLU ANN", silu_weights)] if silu_weights else [])
+    for name, weights in models:
+        model, _ = load_ann(weights)
+        metrics, _ = evaluate_ann(model, dataset, imgsz, batch)
+        metrics.pop("coco_lines")
+        metrics["ultralytics"] = validate_ultralytics(model, data_yaml, imgsz, batch)
+        rows["models"][name] = metrics
+
+    start = time.perf_counter()
+    network = build_snn(qcfs, get_recipe(method))
+    snn, _, _ = evaluate_snn(network, dataset, list(timesteps), imgsz, batch)
+    rows["snn_seconds"] = time.perf_counter() - start
+    rows["models"]["QCFS ANN"]["energy_mj"] = snn[min(snn)]["ann_energy_mj"]
+    rows["snn"] = {str(t): {k: v for k, v in m.items() if k not in ("coco_lines", "ann_energy_mj")} for t, m in snn.items()}
+    return rows
+
+
+def format_benchmark(rows: dict[str, Any]) -> str:
+    """Markdown table: one row per ANN and per SNN time step."""
+    lines = [
+        f"Dataset `{rows['dataset']}`, {rows['imgsz']} px, method `{rows['method']}`; mAP in points (pycocotools).",
+        "",
+        "| model | T | steps | mAP50-95 | mAP50 | ultralytics mAP50-95 / mAP50 | firing rate | SOPs (M) | energy (mJ) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, m in rows["models"].items():
+        ul = m["ultralytics"]
+        energy = f"{m['energy_mj']:.3f}" if "energy_mj" in m else "-"
+        lines.append(
+            f"| {name} | - | - | {100 * m['map50_95']:.2f} | {100 * m['map50']:.2f} | "
+            f"{100 * ul['map50_95']:.2f} / {100 * ul['map50']:.2f} | - | - | {energy} |"
+        )
+    for t, m in rows["snn"].items():
+        lines.append(
+            f"| SNN ({rows['method']}) | {t} | {m['steps_total']} | {100 * m['map50_95']:.2f} | {100 * m['map50']:.2f} | - | "
+            f"{m['firing_rate']:.4f} | {m['sops'] / 1e6:.1f} | {m['energy_mj']:.3f} |"
+        )
+    return "\n".join(lines)
+
+
+def write_json(rows: dict[str, Any], path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(rows, indent=2))
+    return path
