@@ -15,8 +15,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--data", default="synthetic", help="'synthetic', a VOC/COCO/YOLO folder or an ultralytics yaml")
     parser.add_argument("--model", default="yolov8n", help="yolov8n/s/m/l/x or a YOLOv8 model yaml")
-    parser.add_argument("--activation", choices=["qcfs", "silu"], default="qcfs", help="qcfs (convertible) or silu (reference)")
-    parser.add_argument("--levels", type=int, default=4, help="QCFS quantization levels L")
+    parser.add_argument(
+        "--activation", choices=["qcfs", "casc", "silu"], default="qcfs",
+        help="qcfs (learnable clip, floor+1/2), casc (fixed clip 1, floor) or silu (full-precision reference)",
+    )
+    parser.add_argument("--levels", type=int, default=4, help="quantization levels L")
+    parser.add_argument("--noise-p", type=float, default=0.0, help="Dual-Phase phase I: noisy quantization probability (0.1)")
+    parser.add_argument("--lr0", type=float, default=None, help="initial learning rate (ultralytics default 0.01)")
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--imgsz", type=int, default=320)
     parser.add_argument("--batch", type=int, default=16)
@@ -32,8 +37,9 @@ def main() -> None:
 
         path = train_detector(
             args.data, args.out, model=args.model, activation=args.activation, levels=args.levels,
-            epochs=args.epochs, imgsz=args.imgsz, batch=args.batch, device=args.device, init=args.init,
-            width=args.width, depth=args.depth,
+            noise_p=args.noise_p, epochs=args.epochs, imgsz=args.imgsz, batch=args.batch, device=args.device,
+            init=args.init, width=args.width, depth=args.depth,
+            extra={"lr0": args.lr0, "optimizer": "SGD"} if args.lr0 else None,  # "auto" would ignore lr0
         )
         print(f"checkpoint: {path}")
 

@@ -7,7 +7,14 @@ from typing import Any
 from ..data import default_splits, export_ultralytics, load_dataset
 from ..models.yolo_train import export_trained, train_yolo
 
-__all__ = ["train_detector", "dataset_spec"]
+__all__ = ["ACTIVATIONS", "train_detector", "dataset_spec"]
+
+# Training activations by name: QCFS settings (methods.md §8.1); "silu" is the full-precision reference.
+ACTIVATIONS: dict[str, dict[str, Any] | None] = {
+    "qcfs": {},
+    "casc": {"clip": 1.0, "learn_clip": False, "shift": 0.0, "clamp_grad": True},  # ClipQuan: fixed clip, floor
+    "silu": None,
+}
 
 
 def dataset_spec(data: str | Path) -> str:
@@ -21,6 +28,7 @@ def train_detector(
     model: str = "yolov8n",
     activation: str = "qcfs",
     levels: int = 4,
+    noise_p: float = 0.0,
     epochs: int = 30,
     imgsz: int = 320,
     batch: int = 16,
@@ -32,21 +40,31 @@ def train_detector(
 ) -> Path:
     """Train on ``data``'s train split (validated on its eval split); return the spikedet checkpoint path.
 
-    The checkpoint lands at ``out/<model>_<activation>.pt`` beside ultralytics' run folder ``out/train``.
+    ``activation``: a name from :data:`ACTIVATIONS`. ``noise_p`` > 0 trains with Dual-Phase's noisy
+    quantization (Phase I). The checkpoint lands at ``out/<model>_<activation>[_l<L>].pt`` beside
+    ultralytics' run folder ``out/train``.
     """
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"unknown activation '{activation}'; choose from {', '.join(ACTIVATIONS)}")
     train_split, val_split = default_splits(data)
     train = load_dataset(data, train_split)
     val = load_dataset(data, val_split, class_names=train.class_names)
     print(train.summary())
     print(val.summary())
     data_yaml = export_ultralytics(train, val)
+    quant = ACTIVATIONS[activation]
+    if quant is not None:
+        quant = dict(quant, **({"noise_p": noise_p} if noise_p else {}))
+    clip = quant.pop("clip", 4.0) if quant is not None else 4.0
     _, trainer = train_yolo(
-        data_yaml, out, model=model, activation=activation, levels=levels, epochs=epochs, imgsz=imgsz,
+        data_yaml, out, model=model, activation="silu" if quant is None else "qcfs",
+        levels=levels, clip=clip, quant=quant, epochs=epochs, imgsz=imgsz,
         batch=batch, device=device, init=init, width=width, depth=depth, extra=extra,
     )
-    tag = f"{model}_{activation}" + (f"_l{levels}" if activation == "qcfs" else "")
+    tag = f"{model}_{activation}" + (f"_l{levels}" if activation != "silu" else "") + ("_noisy" if noise_p else "")
     meta = {
         "dataset": dataset_spec(data), "train_split": train_split, "eval_split": val_split, "imgsz": imgsz,
-        "epochs": epochs, "model_name": model, "init": str(init) if init else None,
+        "epochs": epochs, "model_name": model, "init": str(init) if init else None, "train_activation": activation,
+        "noise_p": noise_p,
     }
     return export_trained(trainer, Path(out) / f"{tag}.pt", train.class_names, meta)

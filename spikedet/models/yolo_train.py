@@ -52,6 +52,7 @@ def train_yolo(
     activation: str = "qcfs",
     levels: int = 4,
     clip: float = 4.0,
+    quant: dict[str, Any] | None = None,
     epochs: int = 30,
     imgsz: int = 320,
     batch: int = 16,
@@ -64,14 +65,15 @@ def train_yolo(
     """Train with ultralytics' trainer; return the run directory and the final trainer.
 
     ``data_yaml`` is an ultralytics dataset yaml with absolute paths (see ``spikedet.data.export_ultralytics``).
-    ``extra`` passes further ultralytics train arguments (e.g. ``{"mosaic": 0.5}``).
+    ``quant`` passes further :class:`~spikedet.spiking.quant.QCFS` settings (shift, learn_clip, noise_p,
+    clamp_grad); ``extra`` passes further ultralytics train arguments (e.g. ``{"lr0": 1e-4}``).
     """
     out_dir = Path(out_dir).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     cfg = _model_yaml(model, width, depth)
     cfg["spikedet"] = {"activation": activation}
     if activation == "qcfs":
-        cfg["spikedet"].update(levels=levels, clip=clip)
+        cfg["spikedet"].update(levels=levels, clip=clip, **(quant or {}))
     if init:
         load_checkpoint(init, kind="ann")  # fail early, with a clear message, on a wrong file
         cfg["spikedet"]["init"] = str(Path(init).resolve())

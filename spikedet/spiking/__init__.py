@@ -1,16 +1,16 @@
 """The spiking core: quantized activations, neurons, conversion, runtime and accounting."""
 from .accounting import ENERGY_PRESETS, SpikeMonitor
-from .context import SimContext
-from .convert import ConversionError, convert, fold_batchnorm, spiking_modules
+from .context import SimContext, StatefulModule
+from .convert import ConversionError, convert, fold_batchnorm, is_analog, spiking_modules
 from .layer import ReadOut, SpikingMaxPool
 from .neuron import CIFNeuron, IFNeuron, SignedIFNeuron, SpikingNeuron
 from .quant import QCFS, quantized_activations
-from .runtime import SpikingNetwork, check_timesteps, split_batch
+from .runtime import SpikingNetwork, check_timesteps, select_step
 from .schedule import OnlineSchedule, Schedule, WakeSleepSchedule
 
 __all__ = [
-    "ENERGY_PRESETS", "SpikeMonitor", "SimContext", "ConversionError", "convert", "fold_batchnorm",
-    "spiking_modules", "ReadOut", "SpikingMaxPool", "CIFNeuron", "IFNeuron", "SignedIFNeuron", "SpikingNeuron",
-    "QCFS", "quantized_activations", "SpikingNetwork", "check_timesteps", "split_batch", "OnlineSchedule",
-    "Schedule", "WakeSleepSchedule",
+    "ENERGY_PRESETS", "SpikeMonitor", "SimContext", "StatefulModule", "ConversionError", "convert",
+    "fold_batchnorm", "is_analog", "spiking_modules", "ReadOut", "SpikingMaxPool", "CIFNeuron", "IFNeuron",
+    "SignedIFNeuron", "SpikingNeuron", "QCFS", "quantized_activations", "SpikingNetwork", "check_timesteps",
+    "select_step", "OnlineSchedule", "Schedule", "WakeSleepSchedule",
 ]

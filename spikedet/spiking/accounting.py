@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from .convert import is_analog
 from .layer import ReadOut
 from .neuron import SpikingNeuron
 from .runtime import SpikingNetwork
@@ -65,18 +66,16 @@ class SpikeMonitor:
         self.spikes: dict[str, list[float]] = {}
         self.neuron_size: dict[str, int] = {}
         self._hooks = []
+        # a read-out's layer is counted through its ReadOut; analog (post-read-out) layers are not counted
+        skip = {id(m) for r in network.net.modules() if isinstance(r, ReadOut) for m in r.layer.modules()}
         for name, module in network.net.named_modules():
             if isinstance(module, ReadOut):
                 self._hooks.append(module.register_forward_hook(self._synapse_hook(name, module.layer)))
-            elif isinstance(module, (nn.Conv2d, nn.Linear)) and not self._in_readout(name):
+            elif isinstance(module, (nn.Conv2d, nn.Linear)) and id(module) not in skip and not is_analog(module):
                 self._hooks.append(module.register_forward_hook(self._synapse_hook(name, module)))
             elif isinstance(module, SpikingNeuron):
                 self.neurons[name] = module
                 self._hooks.append(module.register_forward_hook(self._neuron_hook(name)))
-
-    def _in_readout(self, name: str) -> bool:
-        readouts = [n for n, m in self.network.net.named_modules() if isinstance(m, ReadOut)]
-        return any(name.startswith(r + ".") for r in readouts)
 
     def close(self) -> None:
         for hook in self._hooks:

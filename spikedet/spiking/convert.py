@@ -17,7 +17,7 @@ from .layer import ReadOut, SpikingMaxPool
 from .neuron import CIFNeuron, IFNeuron, SignedIFNeuron, SpikingNeuron
 from .quant import QCFS
 
-__all__ = ["NEURONS", "ConversionError", "fold_batchnorm", "convert", "spiking_modules"]
+__all__ = ["NEURONS", "ConversionError", "fold_batchnorm", "convert", "is_analog", "spiking_modules"]
 
 # Nonlinear modules with no spiking equivalent here: left in place they would be applied to spikes.
 UNSUPPORTED = (
@@ -26,8 +26,18 @@ UNSUPPORTED = (
 )
 
 
+# Set by `convert` on the modules after the read-out that stay in ANN arithmetic (the runtime masks no sleep-step
+# bias there and the accounting counts no operations there).
+_ANALOG_ATTR = "spikedet_analog"
+
+
 class ConversionError(ValueError):
     """The model cannot be converted as asked; the message names the layer."""
+
+
+def is_analog(module: nn.Module) -> bool:
+    """Whether ``module`` was declared analog (post-read-out, ANN arithmetic) at conversion."""
+    return getattr(module, _ANALOG_ATTR, False)
 
 
 def _neuron_if(q: QCFS) -> SpikingNeuron:
@@ -113,6 +123,9 @@ def convert(
     for name in readouts:
         if name not in names:
             raise ConversionError(f"read-out layer '{name}' not found in the model")
+    for name in analog:
+        if name not in names:
+            raise ConversionError(f"analog layer '{name}' not found in the model")
     quants = [(n, m) for n, m in names.items() if isinstance(m, QCFS)]
     if not quants:
         raise ConversionError("the model has no quantized (QCFS) activation: train or build it with QCFS first")
@@ -131,6 +144,9 @@ def convert(
             _set_module(snn, name, SpikingMaxPool(module))
     for name in readouts:
         _set_module(snn, name, ReadOut(snn.get_submodule(name)))
+    for name in analog:
+        for module in snn.get_submodule(name).modules():
+            setattr(module, _ANALOG_ATTR, True)
     return snn
 
 

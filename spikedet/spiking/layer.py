@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .context import SimContext
+from .context import SimContext, StatefulModule
 
 __all__ = ["SpikingMaxPool", "ReadOut"]
 
@@ -20,7 +20,7 @@ def _as_sequence(x: torch.Tensor, ctx: SimContext) -> torch.Tensor:
     return x.view(ctx.steps, x.shape[0] // ctx.steps, *x.shape[1:])
 
 
-class SpikingMaxPool(nn.Module):
+class SpikingMaxPool(StatefulModule):
     """Max-pooling on accumulated input, exact with respect to the ANN's max-pool of the mean input.
 
     With ``S_t`` the input accumulated up to step t, the output of step t is
@@ -31,18 +31,16 @@ class SpikingMaxPool(nn.Module):
     accumulated counts" form of CASC's lateral-inhibition pooling, computed for all steps in one pooling call.
     """
 
+    state_attrs = ("accumulated", "pooled")
+    accumulated: torch.Tensor | None
+    pooled: torch.Tensor | None
+
     def __init__(self, pool: nn.MaxPool2d) -> None:
         super().__init__()
         self.pool = pool
-        self.ctx = SimContext()
-        self.accumulated: torch.Tensor | None = None
-        self.pooled: torch.Tensor | None = None
-
-    def reset(self) -> None:
-        self.accumulated = None
-        self.pooled = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.enter_call_site()
         seq = _as_sequence(x, self.ctx)
         acc = seq.cumsum(0)
         if self.accumulated is not None:
@@ -56,42 +54,38 @@ class SpikingMaxPool(nn.Module):
         return out.flatten(0, 1)
 
 
-class ReadOut(nn.Module):
+class ReadOut(StatefulModule):
     """A detector-head output layer whose spiking input is averaged over the effective steps.
 
-    The wrapped layer is linear, so ``mean_t(W x_t + b) = W mean_t(x_t) + b``: the input is averaged first and
-    the layer runs once per read-out. Sleep steps (``ctx.wake`` false) are integrated but do not count in the
-    average, and carry no bias (CASC's read-out ``Σ_all / T_wake``). Returns one read-out per entry of
-    ``ctx.readout_at`` stacked along the batch (``[len(readout_at)·B, ...]``): the "anytime" outputs of one
-    simulation. State (running sum, effective steps) persists until :meth:`reset`, for streaming.
+    The wrapped layer is linear, so ``mean_t(W x_t + b) = W mean_t(x_t) + b``: at every step the layer is applied
+    to the running mean of its input, and the output keeps the time-folded layout ``[steps·B, ...]``, so code
+    after the read-out that takes the batch size from a spiking tensor (ultralytics' Detect) sees consistent
+    shapes; the runtime then picks the steps it was asked for. Sleep steps (``ctx.wake`` false) are integrated
+    but do not count in the average, and carry no bias (CASC's read-out ``Σ_all / T_wake``). State (running
+    sum, effective steps) persists until :meth:`reset`, for streaming.
     """
+
+    state_attrs = ("total", "effective_steps")
+    total: torch.Tensor | None
+    effective_steps: int | None
 
     def __init__(self, layer: nn.Module) -> None:
         super().__init__()
         self.layer = layer
-        self.ctx = SimContext()
-        self.total: torch.Tensor | None = None
-        self.effective_steps = 0
-
-    def reset(self) -> None:
-        self.total = None
-        self.effective_steps = 0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.enter_call_site()
         ctx = self.ctx
-        seq = _as_sequence(x, ctx)
-        acc = seq.cumsum(0)
+        acc = _as_sequence(x, ctx).cumsum(0)
         if self.total is not None:
             acc += self.total
         wake = ctx.wake if ctx.wake is not None else [True] * ctx.steps
-        effective, running = [], self.effective_steps
+        effective, running = [], self.effective_steps or 0
         for awake in wake:
             running += int(awake)
             effective.append(running)
-        idx = list(ctx.readout_at)
-        if any(effective[i] == 0 for i in idx):
-            raise ValueError("a read-out was requested before any wake step")
-        scale = torch.tensor([1.0 / effective[i] for i in idx], dtype=acc.dtype, device=acc.device)
-        means = acc[idx] * scale.view(-1, *([1] * (acc.dim() - 1)))
-        self.total, self.effective_steps = acc[-1], effective[-1]
-        return self.layer(means.flatten(0, 1))
+        if effective[0] == 0:
+            raise ValueError("the simulation starts with a sleep step: no wake step to read out")
+        self.total, self.effective_steps = acc[-1].clone(), effective[-1]
+        scale = torch.tensor([1.0 / n for n in effective], dtype=acc.dtype, device=acc.device)
+        return self.layer(acc.mul_(scale.view(-1, *([1] * (acc.dim() - 1)))).flatten(0, 1))

@@ -8,30 +8,26 @@ Dual-Phase's calibrated potentials). In a network it reads time and batch from t
 from __future__ import annotations
 
 import torch
-from torch import nn
 
 from . import functional as F
-from .context import SimContext
+from .context import StatefulModule
 
 __all__ = ["SpikingNeuron", "IFNeuron", "SignedIFNeuron", "CIFNeuron"]
 
 
-class SpikingNeuron(nn.Module):
+class SpikingNeuron(StatefulModule):
     """Base class: threshold, initial potential, explicit state, and the folded-time forward."""
+
+    state_attrs = ("v",)
+    v: torch.Tensor | None
 
     def __init__(self, threshold: float | torch.Tensor, v0: float | torch.Tensor = 0.5) -> None:
         super().__init__()
         self.register_buffer("threshold", torch.as_tensor(threshold, dtype=torch.float32).clone())
         self.register_buffer("v0", torch.as_tensor(v0, dtype=torch.float32).clone())
-        self.ctx = SimContext()
-        self.v: torch.Tensor | None = None
         # statistics, filled when ctx.record is set
         self.spike_count = 0.0
         self.neuron_steps = 0
-
-    def reset(self) -> None:
-        """Forget all state (membrane potential, counters): the next input starts a new sequence."""
-        self.v = None
 
     def reset_stats(self) -> None:
         self.spike_count = 0.0
@@ -58,6 +54,7 @@ class SpikingNeuron(nn.Module):
         return out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.enter_call_site()
         ctx = self.ctx
         ctx.neurons_run += 1
         if ctx.is_constant(x.shape[0]):
@@ -85,14 +82,12 @@ class IFNeuron(SpikingNeuron):
 class SignedIFNeuron(SpikingNeuron):
     """Fast-SNN's signed IF: retracts a spike (−θ) when over-fired; the net count never goes negative."""
 
+    state_attrs = ("v", "count")
+    count: torch.Tensor | None
+
     def __init__(self, threshold: float | torch.Tensor, v0: float | torch.Tensor = 0.5, eps: float = 1e-3) -> None:
         super().__init__(threshold, v0)
         self.eps = eps
-        self.count: torch.Tensor | None = None
-
-    def reset(self) -> None:
-        super().reset()
-        self.count = None
 
     def _init_state(self, shape: torch.Size, like: torch.Tensor) -> None:
         super()._init_state(shape, like)
@@ -107,15 +102,12 @@ class SignedIFNeuron(SpikingNeuron):
 class CIFNeuron(SpikingNeuron):
     """CASC's consistent IF neuron (±θ spikes, net count capped by the wake steps seen; ``v0 = 0``)."""
 
+    state_attrs = ("v", "count", "wake_steps")
+    count: torch.Tensor | None
+    wake_steps: torch.Tensor | None
+
     def __init__(self, threshold: float | torch.Tensor, v0: float | torch.Tensor = 0.0) -> None:
         super().__init__(threshold, v0)
-        self.count: torch.Tensor | None = None
-        self.wake_steps: torch.Tensor | None = None
-
-    def reset(self) -> None:
-        super().reset()
-        self.count = None
-        self.wake_steps = None
 
     def _init_state(self, shape: torch.Size, like: torch.Tensor) -> None:
         super()._init_state(shape, like)

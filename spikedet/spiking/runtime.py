@@ -3,6 +3,8 @@
 ``SpikingNetwork(snn)(x, T)`` simulates T steps and returns the network output built from the read-outs
 averaged over T. ``anytime(x, [1, 2, 4, 8])`` simulates once to the largest T and returns the output for every
 requested T. ``stream(x, steps)`` continues from the current state (no reset) for frame-to-frame streaming.
+The network's output keeps the time-folded layout (read-outs emit their running mean at every step); the
+runtime slices out the requested steps.
 """
 from __future__ import annotations
 
@@ -12,10 +14,11 @@ import torch
 from torch import nn
 
 from .context import SimContext
-from .convert import spiking_modules
+from .convert import is_analog, spiking_modules
+from .layer import ReadOut
 from .schedule import OnlineSchedule, Schedule
 
-__all__ = ["SpikingNetwork", "check_timesteps", "split_batch"]
+__all__ = ["SpikingNetwork", "check_timesteps", "select_step"]
 
 
 def check_timesteps(timesteps: int | list[int]) -> list[int]:
@@ -29,17 +32,29 @@ def check_timesteps(timesteps: int | list[int]) -> list[int]:
     return values
 
 
-def split_batch(obj: Any, parts: int) -> list[Any]:
-    """Split every tensor in a (nested) output along dim 0 into ``parts`` equal chunks."""
+def select_step(obj: Any, steps: int, batch: int, step: int) -> Any:
+    """The slice of simulated step ``step`` of every time-folded ``[steps·batch, ...]`` tensor in a (nested)
+    output; a ``[batch, ...]`` tensor is constant over time and other objects are returned as they are."""
     if isinstance(obj, torch.Tensor):
-        return list(obj.chunk(parts, 0)) if obj.dim() > 0 else [obj] * parts
+        if obj.dim() > 0 and obj.shape[0] == steps * batch:
+            return obj.view(steps, batch, *obj.shape[1:])[step]
+        return obj
     if isinstance(obj, (list, tuple)):
-        columns = [split_batch(o, parts) for o in obj]
-        return [type(obj)(col[i] for col in columns) for i in range(parts)]
+        return type(obj)(select_step(o, steps, batch, step) for o in obj)
     if isinstance(obj, dict):
-        columns = {k: split_batch(v, parts) for k, v in obj.items()}
-        return [{k: v[i] for k, v in columns.items()} for i in range(parts)]
-    return [obj] * parts
+        return {k: select_step(v, steps, batch, step) for k, v in obj.items()}
+    return obj
+
+
+def _sleep_bias(module: nn.Module) -> torch.Tensor | None:
+    """The constant term a synaptic layer adds at every step (None if it adds none): conv/linear bias, or the
+    offset ``β − μ·γ/σ`` of an eval-mode BatchNorm that could not be folded into a conv."""
+    if isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)):
+        return module.bias
+    if isinstance(module, nn.modules.batchnorm._BatchNorm) and module.running_mean is not None:
+        offset = -module.running_mean / torch.sqrt(module.running_var + module.eps)
+        return offset * module.weight + module.bias if module.affine else offset
+    return None
 
 
 class SpikingNetwork(nn.Module):
@@ -53,33 +68,43 @@ class SpikingNetwork(nn.Module):
         self.stateful = spiking_modules(snn)
         for module in self.stateful:
             module.ctx = self.ctx
-        self._wake_hooks = [
-            m.register_forward_hook(self._mask_sleep_bias)
-            for m in snn.modules()
-            if isinstance(m, (nn.Conv2d, nn.Linear)) and m.bias is not None
-        ]
+        self._sleep_hooks: list[Any] | None = None
 
     def reset(self) -> None:
         """Clear all membrane potentials and running read-outs."""
         for module in self.stateful:
             module.reset()
 
-    def _mask_sleep_bias(self, module: nn.Module, inputs: tuple, output: torch.Tensor) -> torch.Tensor | None:
-        """Sleep steps carry no bias: subtract it from the sleep-step slices of time-folded outputs."""
+    def _register_sleep_hooks(self) -> None:
+        """Hook every layer with a constant term so that sleep steps carry none. Registered on the first
+        simulation with sleep steps only: hooks put every module call on PyTorch's slower path."""
+        # read-outs apply their bias to the running mean (so at every step), analog layers are ANN arithmetic
+        net = self.net
+        exempt = {id(m) for r in net.modules() if isinstance(r, ReadOut) or is_analog(r) for m in r.modules()}
+        self._sleep_hooks = [
+            m.register_forward_hook(self._mask_sleep_bias)
+            for m in net.modules()
+            if id(m) not in exempt and _sleep_bias(m) is not None
+        ]
+
+    def _mask_sleep_bias(self, module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
+        """Sleep steps carry no bias: subtract it, in place, from the sleep-step slices of time-folded outputs."""
         ctx = self.ctx
         mask = ctx.input_mask()
-        if mask is None or output.shape[0] != ctx.steps * ctx.batch or ctx.neurons_run == 0:
-            return None
+        if mask is None or output.shape[0] != ctx.steps * ctx.batch:
+            return  # all steps awake, or a constant (analog image) current, which the neuron masks
         seq = output.view(ctx.steps, ctx.batch, *output.shape[1:])
         sleep = torch.tensor([not w for w in mask], device=output.device)
-        shape = (-1,) + (1,) * (output.dim() - 2) if output.dim() > 2 else (-1,)
-        seq[sleep] -= module.bias.view(shape)
-        return seq.view_as(output)
+        bias = _sleep_bias(module)
+        seq[sleep] -= bias.view((-1,) + (1,) * (output.dim() - 2)) if output.dim() > 2 else bias
 
-    def _simulate(self, x: torch.Tensor, wake: list[bool], readout_at: list[int], record: bool) -> Any:
+    def _simulate(self, x: torch.Tensor, wake: list[bool], record: bool) -> Any:
+        if self._sleep_hooks is None and not all(wake):
+            self._register_sleep_hooks()
         ctx = self.ctx
         ctx.steps, ctx.batch, ctx.wake = len(wake), x.shape[0], wake
-        ctx.readout_at, ctx.record, ctx.neurons_run = readout_at, record, 0
+        ctx.record, ctx.neurons_run = record, 0
+        ctx.run += 1
         return self.net(x)
 
     @torch.no_grad()
@@ -88,8 +113,8 @@ class SpikingNetwork(nn.Module):
         timesteps = sorted(set(check_timesteps(timesteps)))
         wake, readout = self.schedule.plan(timesteps[-1])
         self.reset()
-        out = self._simulate(x, wake, [readout[t] for t in timesteps], record)
-        return dict(zip(timesteps, split_batch(out, len(timesteps))))
+        out = self._simulate(x, wake, record)
+        return {t: select_step(out, len(wake), x.shape[0], readout[t]) for t in timesteps}
 
     def forward(self, x: torch.Tensor, timesteps: int = 4) -> Any:
         """Output after ``timesteps`` effective steps, starting from a reset state."""
@@ -99,7 +124,8 @@ class SpikingNetwork(nn.Module):
     def stream(self, x: torch.Tensor, steps: int = 1) -> Any:
         """Continue the simulation for ``steps`` more steps without resetting (state carries over)."""
         check_timesteps(steps)
-        return self._simulate(x, [True] * steps, [steps - 1], record=self.ctx.record)
+        out = self._simulate(x, [True] * steps, record=self.ctx.record)
+        return select_step(out, steps, x.shape[0], steps - 1)
 
     def steps_total(self, timesteps: int) -> int:
         return self.schedule.steps_total(timesteps)

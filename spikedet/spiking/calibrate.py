@@ -1,0 +1,213 @@
+"""Data-driven layer-wise calibration: Dual-Phase's Phase II (methods.md §2(c)).
+
+Calibration runs inside one simulation. Time is folded into the batch, so a neuron layer receives its whole
+input sequence before any later layer runs: a forward hook on each neuron can compare the layer's spike rate
+with the quantized ANN's activation for the same images, correct the layer, re-run it and pass the corrected
+spikes on. Layers are therefore calibrated in order, each on the output of the already calibrated layers
+before it, in a single pass.
+
+Per layer:
+
+1. **Potential shift**: ``v0 += T·(E[a] − E[r]) / θ`` per channel, with ``a`` the ANN activation and ``r`` the
+   SNN rate (by the rate identity, shifting ``v(0)`` by Δ shifts ``T·r`` by about Δ). The paper shifts each
+   neuron (C×H×W); spikedet shifts each channel so that the detector keeps working at any input size.
+2. **Weight calibration** (optional): the synaptic layer feeding the neuron (conv weight and bias) is trained
+   for a few steps with a surrogate gradient through the T-step simulation to match ``a`` (MSE; the paper's KL
+   over softmax of all positions is dominated by large activations, and detection is regression-sensitive).
+3. **Potential shift** again.
+
+The best of the states after 1, 2 and 3 (and the original) is kept, judged on held-back calibration images
+(never the evaluation split), as the paper does with its calibration-validation set.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from .neuron import SpikingNeuron
+from .quant import QCFS
+from .runtime import SpikingNetwork
+
+__all__ = ["CalibrationReport", "calibrate_dual_phase"]
+
+
+@dataclass
+class CalibrationReport:
+    """What calibration changed: per layer, the held-back MSE before and after, and which state was kept."""
+
+    layers: dict[str, dict[str, float | str]] = field(default_factory=dict)
+    seconds: float = 0.0
+    images: int = 0
+
+    def summary(self) -> str:
+        improved = sum(1 for v in self.layers.values() if v["after"] < v["before"])
+        return (
+            f"calibrated {len(self.layers)} layers on {self.images} images in {self.seconds:.1f} s; "
+            f"held-back error reduced in {improved}"
+        )
+
+
+class _SpikeFn(torch.autograd.Function):
+    """Heaviside forward; derivative of ``0.5·tanh(α m) + 0.5`` backward (Dual-Phase's surrogate)."""
+
+    @staticmethod
+    def forward(ctx, m: torch.Tensor, alpha: float) -> torch.Tensor:
+        ctx.save_for_backward(m)
+        ctx.alpha = alpha
+        return (m >= 0).to(m.dtype)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        (m,) = ctx.saved_tensors
+        return grad * 0.5 * ctx.alpha * (1 - torch.tanh(ctx.alpha * m) ** 2), None
+
+
+def _if_rate_differentiable(current: torch.Tensor, theta: torch.Tensor, v0: torch.Tensor, alpha: float = 2.5) -> torch.Tensor:
+    """Mean output of an IF neuron over ``current`` ``[T, B, ...]`` with a surrogate gradient."""
+    v = (v0 * theta).expand_as(current[0])
+    total = torch.zeros_like(current[0])
+    for t in range(current.shape[0]):
+        m = v + current[t]
+        spike = _SpikeFn.apply(m - theta, alpha) * theta
+        v = m - spike
+        total = total + spike
+    return total / current.shape[0]
+
+
+def _synaptic_layer(net: nn.Module, neuron_name: str) -> nn.Module | None:
+    """The conv feeding a neuron: the ``conv`` sibling of an ultralytics-style ``Conv`` (conv, bn, act)."""
+    parent_name, _, attr = neuron_name.rpartition(".")
+    parent = net.get_submodule(parent_name) if parent_name else net
+    conv = getattr(parent, "conv", None)
+    return conv if attr == "act" and isinstance(conv, nn.Conv2d) else None
+
+
+@torch.no_grad()
+def _ann_targets(ann: nn.Module, images: torch.Tensor) -> dict[str, torch.Tensor]:
+    targets: dict[str, torch.Tensor] = {}
+    hooks = [
+        m.register_forward_hook(lambda mod, inp, out, name=name: targets.__setitem__(name, out.detach()))
+        for name, m in ann.named_modules()
+        if isinstance(m, QCFS)
+    ]
+    try:
+        ann.eval()(images)
+    finally:
+        for h in hooks:
+            h.remove()
+    return targets
+
+
+def calibrate_dual_phase(
+    network: SpikingNetwork,
+    ann: nn.Module,
+    images: torch.Tensor,
+    timesteps: int,
+    holdout: float = 0.25,
+    weight_steps: int = 0,
+    lr: float = 1e-4,
+) -> CalibrationReport:
+    """Calibrate ``network`` (converted from ``ann``) in place on ``images`` ``[N, 3, H, W]`` at ``timesteps``.
+
+    ``holdout`` of the images judge which state each layer keeps; ``weight_steps > 0`` enables step 2.
+    """
+    if images.shape[0] < 2:
+        raise ValueError("calibration needs at least 2 images (some are held back to judge each layer)")
+    n_hold = max(1, int(round(images.shape[0] * holdout)))
+    fit, hold = slice(0, images.shape[0] - n_hold), slice(images.shape[0] - n_hold, None)
+    start = time.perf_counter()
+    targets = _ann_targets(ann, images)
+    report = CalibrationReport(images=images.shape[0])
+    net = network.net
+    names = {m: n for n, m in net.named_modules() if isinstance(m, SpikingNeuron)}
+    missing = [n for n in names.values() if n not in targets]
+    if missing:
+        raise ValueError(f"no ANN activation matches neuron layer '{missing[0]}': was the network converted from this ANN?")
+    ctx = network.ctx
+    busy = set()
+
+    def rerun(neuron: SpikingNeuron, x: torch.Tensor) -> torch.Tensor:
+        neuron.reset()
+        return neuron.forward(x)
+
+    def hold_error(out: torch.Tensor, target: torch.Tensor) -> float:
+        rate = out.view(ctx.steps, ctx.batch, *out.shape[1:]).mean(0)
+        return float((rate[hold] - target[hold]).pow(2).mean())
+
+    def shift(neuron: SpikingNeuron, out: torch.Tensor, target: torch.Tensor) -> None:
+        rate = out.view(ctx.steps, ctx.batch, *out.shape[1:]).mean(0)
+        delta = ctx.steps * (target[fit] - rate[fit]).mean(dim=(0, 2, 3)) / neuron.threshold
+        neuron.v0 = (neuron.v0 + delta.view(-1, 1, 1)).detach()
+
+    def fit_weights(neuron: SpikingNeuron, conv: nn.Conv2d, conv_in: torch.Tensor, target: torch.Tensor) -> None:
+        seq_in = conv_in.view(ctx.steps, ctx.batch, *conv_in.shape[1:])[:, fit] if conv_in.shape[0] != ctx.batch else None
+        params = [conv.weight] + ([conv.bias] if conv.bias is not None else [])
+        opt = torch.optim.Adam(params, lr=lr)
+        with torch.enable_grad():
+            for _ in range(weight_steps):
+                opt.zero_grad()
+                if seq_in is None:  # analog first layer: constant current
+                    current = conv(conv_in[fit]).unsqueeze(0).expand(ctx.steps, -1, -1, -1, -1)
+                else:
+                    current = conv(seq_in.flatten(0, 1)).view(ctx.steps, -1, *target.shape[1:])
+                rate = _if_rate_differentiable(current, neuron.threshold, neuron.v0)
+                loss = (rate - target[fit]).pow(2).mean()
+                loss.backward()
+                opt.step()
+
+    conv_inputs: dict[nn.Module, torch.Tensor] = {}
+
+    def remember_input(conv: nn.Module, inputs: tuple) -> None:
+        conv_inputs[conv] = inputs[0]
+
+    def calibrate_layer(neuron: SpikingNeuron, inputs: tuple, out: torch.Tensor) -> torch.Tensor | None:
+        if neuron in busy:
+            return None
+        busy.add(neuron)
+        name = names[neuron]
+        x, target = inputs[0], targets[name]
+        conv = _synaptic_layer(net, name)
+        candidates = [(hold_error(out, target), neuron.v0.clone(), None, out)]
+        shift(neuron, out, target)
+        out = rerun(neuron, x)
+        candidates.append((hold_error(out, target), neuron.v0.clone(), None, out))
+        if weight_steps and conv is not None and conv in conv_inputs:
+            saved = {k: v.clone() for k, v in conv.state_dict().items()}
+            fit_weights(neuron, conv, conv_inputs[conv], target)
+            # the neuron's input changed with the weights: recompute it from the remembered conv input
+            with torch.no_grad():
+                x = conv(conv_inputs[conv]) if conv_inputs[conv].shape[0] == x.shape[0] else x
+            out = rerun(neuron, x)
+            shift(neuron, out, target)
+            out = rerun(neuron, x)
+            weights = {k: v.clone() for k, v in conv.state_dict().items()}
+            candidates.append((hold_error(out, target), neuron.v0.clone(), weights, out))
+            conv.load_state_dict(saved)
+        best = min(candidates, key=lambda c: c[0])
+        neuron.v0 = best[1]
+        if best[2] is not None:
+            conv.load_state_dict(best[2])
+        kept = ["original", "shift", "weights+shift"][candidates.index(best)]
+        report.layers[name] = {"before": candidates[0][0], "after": best[0], "kept": kept}
+        busy.discard(neuron)
+        # the kept candidate's output flows on; the neuron's end state does not matter, the runtime resets it
+        return best[3]
+
+    hooks = [m.register_forward_hook(calibrate_layer) for m in names]
+    if weight_steps:
+        hooks += [
+            conv.register_forward_pre_hook(remember_input)
+            for conv in (_synaptic_layer(net, n) for n in names.values())
+            if conv is not None
+        ]
+    try:
+        with torch.no_grad():
+            network(images, timesteps)
+    finally:
+        for h in hooks:
+            h.remove()
+    report.seconds = time.perf_counter() - start
+    return report

@@ -1,0 +1,48 @@
+"""Spiking runtime vs quantized ANN on CPU: YOLOv8n-QCFS, batch 1, T = 1, 2, 4, 8.
+
+    python tools/bench_runtime.py                       # 320 px, 2 threads → outputs/bench_runtime.json
+    python tools/bench_runtime.py --imgsz 640 --threads 8 --out outputs/bench_640.json
+    OMP_WAIT_POLICY=PASSIVE python tools/bench_runtime.py --threads 1 --cpu-time   # on a shared, loaded machine
+
+The ANN reference is the same QCFS model with BatchNorm folded, on batch 1 and on a batch of T copies.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+
+from spikedet.models.yolo import build_yolo, yolo_analog, yolo_readouts
+from spikedet.spiking.bench import bench_runtime, format_table
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="yolov8n")
+    parser.add_argument("--num-classes", type=int, default=80)
+    parser.add_argument("--imgsz", type=int, default=320)
+    parser.add_argument("--timesteps", type=int, nargs="+", default=[1, 2, 4, 8])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--cpu-time", action="store_true", help="process CPU time, not wall time (loaded machine)")
+    parser.add_argument("--out", type=Path, default=Path("outputs/bench_runtime.json"))
+    args = parser.parse_args()
+
+    torch.set_num_threads(args.threads)
+    model = build_yolo(args.model, num_classes=args.num_classes).eval()
+    result = bench_runtime(
+        model, yolo_readouts(model), analog=yolo_analog(model), imgsz=args.imgsz, timesteps=tuple(args.timesteps),
+        warmup=args.warmup, repeats=args.repeats, cpu_time=args.cpu_time,
+    )
+    result["model"] = args.model
+    print(format_table(result))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2))
+    print(args.out)
+
+
+if __name__ == "__main__":
+    main()
