@@ -1,15 +1,20 @@
-"""Conversion recipes: a neuron and a temporal schedule, read from ``configs/convert/<name>.yaml``."""
+"""Conversion recipes, read from ``configs/convert/<name>.yaml`` (methods.md §8, recipe table).
+
+A recipe composes the core's parts: a neuron (with its arguments), a temporal schedule, an optional
+data-driven calibration, and whether one simulation may serve every T ("anytime" read-outs).
+"""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import yaml
 from torch import nn
 
 from .spiking.convert import NEURONS, convert
 from .spiking.runtime import SpikingNetwork
-from .spiking.schedule import OnlineSchedule, Schedule, WakeSleepSchedule
+from .spiking.schedule import OnlineSchedule, PreRunSchedule, Schedule, WakeSleepSchedule
 
 __all__ = ["CONFIG_DIR", "Recipe", "available_recipes", "get_recipe"]
 
@@ -18,30 +23,60 @@ CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs" / "convert"
 
 @dataclass(frozen=True)
 class Recipe:
-    """How a quantized ANN becomes a spiking network."""
+    """How a quantized ANN becomes a spiking network.
+
+    ``calibration`` (Dual-Phase) holds the calibrator's settings; ``anytime=False`` means each T needs its own
+    simulation (a layer-sequential neuron, or a pre-run whose length depends on T).
+    """
 
     name: str
     neuron: str = "if"
     schedule: Schedule = OnlineSchedule()
+    neuron_args: dict[str, Any] = field(default_factory=dict)
+    calibration: dict[str, Any] | None = None
+    anytime: bool = True
 
     def build(self, ann: nn.Module, readouts: list[str], analog: list[str] = ()) -> SpikingNetwork:
-        return SpikingNetwork(convert(ann, readouts, neuron=self.neuron, analog=list(analog)), schedule=self.schedule)
+        args = dict(self.neuron_args)
+        if isinstance(self.schedule, PreRunSchedule):
+            args["rho"] = self.schedule.rho
+        snn = convert(ann, readouts, neuron=self.neuron, analog=list(analog), neuron_args=args)
+        return SpikingNetwork(snn, schedule=self.schedule)
 
-    def to_dict(self) -> dict:
-        return {"name": self.name, "neuron": self.neuron, "schedule": type(self.schedule).__name__, **vars(self.schedule)}
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name, "neuron": self.neuron, "neuron_args": dict(self.neuron_args),
+            "schedule": {"kind": type(self.schedule).__name__, **vars(self.schedule)},
+            "calibration": self.calibration, "anytime": self.anytime,
+        }
+
+
+    @classmethod
+    def from_dict(cls, spec: dict[str, Any]) -> "Recipe":
+        """Inverse of :meth:`to_dict` (a spiking checkpoint stores its recipe this way)."""
+        schedule = dict(spec["schedule"])
+        kind = schedule.pop("kind")
+        schedules = {s.__name__: s for s in (OnlineSchedule, PreRunSchedule, WakeSleepSchedule)}
+        return cls(
+            name=spec["name"], neuron=spec["neuron"], schedule=schedules[kind](**schedule),
+            neuron_args=dict(spec.get("neuron_args") or {}), calibration=spec.get("calibration"),
+            anytime=spec.get("anytime", True),
+        )
 
 
 def available_recipes() -> list[str]:
     return sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
 
 
-def _schedule(spec: str | dict) -> Schedule:
+def _schedule(spec: str | dict, path: Path) -> Schedule:
     kind = spec if isinstance(spec, str) else spec.get("kind")
     if kind == "online":
         return OnlineSchedule()
     if kind == "wake_sleep":
         return WakeSleepSchedule(wake=int(spec.get("wake", 4)), sleep=int(spec.get("sleep", 4)))
-    raise ValueError(f"unknown schedule '{kind}' (online | wake_sleep)")
+    if kind == "pre_run":
+        return PreRunSchedule(rho=int(spec.get("rho", 4)))
+    raise ValueError(f"{path}: unknown schedule '{kind}' (online | wake_sleep | pre_run)")
 
 
 def get_recipe(name: str) -> Recipe:
@@ -53,4 +88,10 @@ def get_recipe(name: str) -> Recipe:
     neuron = spec.get("neuron", "if")
     if neuron not in NEURONS:
         raise ValueError(f"{path}: unknown neuron '{neuron}' ({', '.join(sorted(NEURONS))})")
-    return Recipe(name=name, neuron=neuron, schedule=_schedule(spec.get("schedule", "online")))
+    calibration = spec.get("calibration")
+    if calibration is not None and calibration.get("kind") != "dual_phase":
+        raise ValueError(f"{path}: unknown calibration '{calibration.get('kind')}' (dual_phase)")
+    return Recipe(
+        name=name, neuron=neuron, schedule=_schedule(spec.get("schedule", "online"), path),
+        neuron_args=dict(spec.get("neuron_args") or {}), calibration=calibration, anytime=bool(spec.get("anytime", True)),
+    )

@@ -24,6 +24,10 @@ def main() -> None:
     parser.add_argument("--imgsz", type=int, default=None, help="input size (default: the training size)")
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--max-images", type=int, default=None, help="evaluate on the first N images only")
+    parser.add_argument(
+        "--calib-images", type=int, default=None,
+        help="training images for calibrating recipes (dual_phase; default from its YAML)",
+    )
     parser.add_argument("--out", default="runs/convert", help="output folder")
     args = parser.parse_args()
 
@@ -32,7 +36,7 @@ def main() -> None:
 
         results = convert_detector(
             args.weights, args.data, args.method, parse_timesteps(args.T), args.out, args.imgsz, args.batch,
-            args.split, args.max_images,
+            args.split, args.max_images, args.calib_images,
         )
         print(format_table(results))
         print(f"results: {Path(args.out) / 'results.json'}  plot: {Path(args.out) / 'map_vs_T.png'}  "

@@ -7,7 +7,7 @@ from typing import Any
 
 from ..data import default_splits, load_dataset
 from ..eval.coco import save_coco_results
-from ..recipes import get_recipe
+from ..recipes import Recipe, get_recipe
 from ..spiking.runtime import check_timesteps
 from .evaluate import DEFAULT_WEIGHTS, build_snn, check_classes, evaluate_ann, evaluate_snn, load_detector
 
@@ -47,7 +47,10 @@ def evaluate_checkpoint(
     summary: dict[str, Any] = {"dataset": f"{data}:{split}", "weights": str(weights), "imgsz": imgsz, "images": len(dataset)}
     lines: dict[str, list[str]] = {}
     if kind == "ann":
-        network = build_snn(model, get_recipe(method))
+        recipe = get_recipe(method)
+        if recipe.calibration:
+            raise ValueError(f"method '{method}' calibrates on training images: convert with tools/convert_det.py first")
+        network = build_snn(model, recipe)
         summary["method"] = method
         if with_ann:
             metrics, dets = evaluate_ann(model, dataset, imgsz, batch)
@@ -55,9 +58,9 @@ def evaluate_checkpoint(
             lines["ANN"] = metrics.pop("coco_lines")
             summary["ann"] = metrics
     else:
-        network = model
-        summary["method"] = config["recipe"]["name"]
-    snn, dets_by_t, _ = evaluate_snn(network, dataset, timesteps, imgsz, batch)
+        network, recipe = model, Recipe.from_dict(config["recipe"])
+        summary["method"] = recipe.name
+    snn, dets_by_t, _ = evaluate_snn(network, dataset, timesteps, imgsz, batch, anytime=recipe.anytime)
     summary["snn"] = {}
     for t, metrics in snn.items():
         save_coco_results(dets_by_t[t], dataset.category_ids, out / f"detections_snn_T{t}.json")

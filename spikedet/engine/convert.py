@@ -10,7 +10,8 @@ from ..data import default_splits, load_dataset
 from ..eval.plots import plot_map_vs_timesteps
 from ..recipes import get_recipe
 from ..spiking.runtime import check_timesteps
-from .evaluate import DEFAULT_WEIGHTS, build_snn, check_classes, evaluate_ann, evaluate_snn, load_ann
+from .evaluate import DEFAULT_WEIGHTS, check_classes, evaluate_ann, load_ann
+from .recipe_run import run_recipe
 
 __all__ = ["convert_detector", "format_table"]
 
@@ -29,11 +30,13 @@ def convert_detector(
     batch: int = 8,
     split: str | None = None,
     max_images: int | None = None,
+    calib_images: int | None = None,
 ) -> dict[str, Any]:
     """Convert, evaluate ANN and SNN (one simulation for all T), write checkpoint, results.json and plot.
 
     Defaults: the shipped YOLOv8n-QCFS trained on the synthetic set, evaluated on the dataset it was trained
-    on (its eval split). Returns the results dict (schema in the README).
+    on (its eval split). ``calib_images`` overrides the number of training images a calibrating recipe
+    (dual_phase) uses. Returns the results dict (schema in the README).
     """
     timesteps = sorted(set(check_timesteps(list(timesteps))))
     weights = Path(weights) if weights else DEFAULT_WEIGHTS
@@ -47,10 +50,11 @@ def convert_detector(
     print(dataset.summary())
     imgsz = imgsz or config.get("imgsz", 320)
     recipe = get_recipe(method)
-    network = build_snn(ann, recipe)
 
     ann_metrics, _ = evaluate_ann(ann, dataset, imgsz, batch)
-    snn_metrics, _, monitor = evaluate_snn(network, dataset, timesteps, imgsz, batch)
+    snn_metrics, _, network, monitor, calibration = run_recipe(
+        ann, recipe, dataset, timesteps, imgsz, batch, data, config["class_names"], calib_images
+    )
     ann_metrics["energy_mj"] = snn_metrics[timesteps[0]]["ann_energy_mj"]
 
     out = Path(out)
@@ -64,8 +68,10 @@ def convert_detector(
         "ann": _summary(ann_metrics),
         "snn": {str(t): _summary({k: v for k, v in m.items() if k != "ann_energy_mj"}) for t, m in snn_metrics.items()},
     }
+    if calibration is not None:
+        (out / "calibration.json").write_text(json.dumps(calibration, indent=2))
     (out / "results.json").write_text(json.dumps(results, indent=2))
-    (out / "energy.json").write_text(monitor.to_json(network.steps_total(timesteps[-1])))
+    (out / "energy.json").write_text(monitor.to_json(network.schedule.simulated_steps(timesteps[-1])))
     snn_config = dict(config, recipe=recipe.to_dict(), timesteps=timesteps)
     save_checkpoint(out / f"snn_{method}.pt", network.net, "snn", snn_config)
     plot_map_vs_timesteps(results, out / "map_vs_T.png")
@@ -74,12 +80,12 @@ def convert_detector(
 
 def format_table(results: dict[str, Any]) -> str:
     """The results as a text table: the ANN row, then one row per T."""
-    head = f"{'model':<10} {'T':>3} {'steps':>5} {'mAP50-95':>9} {'mAP50':>7} {'fire rate':>9} {'SOPs (M)':>9} {'energy mJ':>9}"
+    head = f"{'model':<14} {'T':>3} {'steps':>5} {'mAP50-95':>9} {'mAP50':>7} {'fire rate':>9} {'SOPs (M)':>9} {'energy mJ':>9}"
     ann = results["ann"]
-    rows = [head, f"{'ANN':<10} {'-':>3} {'-':>5} {ann['map50_95']:>9.4f} {ann['map50']:>7.4f} {'-':>9} {'-':>9} {ann['energy_mj']:>9.4f}"]
+    rows = [head, f"{'ANN':<14} {'-':>3} {'-':>5} {ann['map50_95']:>9.4f} {ann['map50']:>7.4f} {'-':>9} {'-':>9} {ann['energy_mj']:>9.4f}"]
     for t, m in results["snn"].items():
         rows.append(
-            f"{'SNN ' + results['method']:<10} {t:>3} {m['steps_total']:>5} {m['map50_95']:>9.4f} {m['map50']:>7.4f} "
+            f"{'SNN ' + results['method']:<14} {t:>3} {m['steps_total']:>5} {m['map50_95']:>9.4f} {m['map50']:>7.4f} "
             f"{m['firing_rate']:>9.4f} {m['sops'] / 1e6:>9.1f} {m['energy_mj']:>9.4f}"
         )
     return "\n".join(rows)

@@ -14,8 +14,9 @@ from ..eval.coco import evaluate_coco
 from ..eval.detections import ImageDetections
 from ..eval.voc import evaluate_voc
 from ..models.yolo import yolo_analog, yolo_from_config, yolo_readouts
-from ..recipes import Recipe, get_recipe
+from ..recipes import Recipe
 from ..spiking.accounting import SpikeMonitor
+from ..spiking.neuron import SpikingNeuron
 from ..spiking.runtime import SpikingNetwork, check_timesteps
 from .inference import predict_dataset
 
@@ -41,7 +42,11 @@ def build_snn(ann: nn.Module, recipe: Recipe) -> SpikingNetwork:
 def load_snn(weights: str | Path) -> tuple[SpikingNetwork, dict]:
     """A spiking network and its config from a spikedet SNN checkpoint."""
     config, state, _ = load_checkpoint(weights, kind="snn")
-    network = build_snn(yolo_from_config(config).eval(), get_recipe(config["recipe"]["name"]))
+    network = build_snn(yolo_from_config(config).eval(), Recipe.from_dict(config["recipe"]))
+    for name, module in network.net.named_modules():
+        stored = state.get(f"{name}.v0")
+        if isinstance(module, SpikingNeuron) and stored is not None:
+            module.v0 = stored.clone()  # calibrated potentials may be per channel
     network.net.load_state_dict(state)
     return network, config
 
@@ -80,30 +85,41 @@ def evaluate_ann(model: nn.Module, dataset: DetectionDataset, imgsz: int, batch:
 
 
 def evaluate_snn(
-    network: SpikingNetwork, dataset: DetectionDataset, timesteps: list[int], imgsz: int, batch: int = 8
+    network: SpikingNetwork,
+    dataset: DetectionDataset,
+    timesteps: list[int],
+    imgsz: int,
+    batch: int = 8,
+    anytime: bool = True,
 ) -> tuple[dict[int, dict], dict[int, list[ImageDetections]], SpikeMonitor]:
-    """Metrics at every T from one simulation to max(T) per batch, with firing rate, SOPs and energy."""
+    """Metrics at every T, with firing rate, SOPs and energy per image.
+
+    ``anytime``: one simulation to max(T) serves every T; otherwise (PASCAL, COS) each T is simulated on its own.
+    Returns the metrics, the detections per T and the monitor of the last simulation.
+    """
     timesteps = sorted(set(check_timesteps(timesteps)))
-    monitor = SpikeMonitor(network)
-    start = time.perf_counter()
-    try:
-        dets = predict_dataset(
-            lambda x: network.anytime(x, timesteps, record=True), dataset, imgsz, batch, desc=f"SNN T<={timesteps[-1]}"
-        )
-    finally:
-        monitor.close()
-    seconds = time.perf_counter() - start
-    results = {}
-    for t in timesteps:
-        steps = network.steps_total(t)
-        report = monitor.report(steps)
-        results[t] = {
-            **_metrics(dataset, dets[t]),
-            "steps_total": steps,
-            "firing_rate": report["firing_rate"],
-            "sops": report["sops"],
-            "energy_mj": report["energy_mj"],
-            "ann_energy_mj": report["ann_energy_mj"],
-        }
-    results[timesteps[-1]]["seconds"] = seconds
+    groups = [timesteps] if anytime else [[t] for t in timesteps]
+    results: dict[int, dict] = {}
+    dets: dict[int, list[ImageDetections]] = {}
+    for group in groups:
+        monitor = SpikeMonitor(network)
+        start = time.perf_counter()
+        try:
+            dets.update(predict_dataset(
+                lambda x: network.anytime(x, group, record=True), dataset, imgsz, batch, desc=f"SNN T={group}"
+            ))
+        finally:
+            monitor.close()
+        seconds = time.perf_counter() - start
+        for t in group:
+            report = monitor.report(network.schedule.simulated_steps(t))
+            results[t] = {
+                **_metrics(dataset, dets[t]),
+                "steps_total": network.steps_total(t),
+                "firing_rate": report["firing_rate"],
+                "sops": report["sops"],
+                "energy_mj": report["energy_mj"],
+                "ann_energy_mj": report["ann_energy_mj"],
+            }
+        results[group[-1]]["seconds"] = seconds
     return results, dets, monitor

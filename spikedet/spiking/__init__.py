@@ -3,14 +3,14 @@ from .accounting import ENERGY_PRESETS, SpikeMonitor
 from .context import SimContext, StatefulModule
 from .convert import ConversionError, convert, fold_batchnorm, is_analog, spiking_modules
 from .layer import ReadOut, SpikingMaxPool
-from .neuron import CIFNeuron, IFNeuron, SignedIFNeuron, SpikingNeuron
+from .neuron import CIFNeuron, COSNeuron, IFNeuron, PascalNeuron, SignedIFNeuron, SpikingNeuron
 from .quant import QCFS, quantized_activations
 from .runtime import SpikingNetwork, check_timesteps, select_step
-from .schedule import OnlineSchedule, Schedule, WakeSleepSchedule
+from .schedule import OnlineSchedule, PreRunSchedule, Schedule, WakeSleepSchedule
 
 __all__ = [
     "ENERGY_PRESETS", "SpikeMonitor", "SimContext", "StatefulModule", "ConversionError", "convert",
     "fold_batchnorm", "is_analog", "spiking_modules", "ReadOut", "SpikingMaxPool", "CIFNeuron", "IFNeuron",
     "SignedIFNeuron", "SpikingNeuron", "QCFS", "quantized_activations", "SpikingNetwork", "check_timesteps",
-    "select_step", "OnlineSchedule", "Schedule", "WakeSleepSchedule",
+    "select_step", "OnlineSchedule", "Schedule", "WakeSleepSchedule", "PreRunSchedule", "COSNeuron", "PascalNeuron",
 ]

@@ -123,9 +123,8 @@ def calibrate_dual_phase(
     report = CalibrationReport(images=images.shape[0])
     net = network.net
     names = {m: n for n, m in net.named_modules() if isinstance(m, SpikingNeuron)}
-    missing = [n for n in names.values() if n not in targets]
-    if missing:
-        raise ValueError(f"no ANN activation matches neuron layer '{missing[0]}': was the network converted from this ANN?")
+    if not set(names.values()) & set(targets):
+        raise ValueError("no ANN activation matches a neuron layer: was the network converted from this ANN?")
     ctx = network.ctx
     busy = set()
 
@@ -168,6 +167,8 @@ def calibrate_dual_phase(
             return None
         busy.add(neuron)
         name = names[neuron]
+        if name not in targets:
+            raise ValueError(f"neuron layer '{name}' has no ANN activation: was the network converted from this ANN?")
         x, target = inputs[0], targets[name]
         conv = _synaptic_layer(net, name)
         candidates = [(hold_error(out, target), neuron.v0.clone(), None, out)]

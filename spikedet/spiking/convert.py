@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from .layer import ReadOut, SpikingMaxPool
-from .neuron import CIFNeuron, IFNeuron, SignedIFNeuron, SpikingNeuron
+from .neuron import CIFNeuron, COSNeuron, IFNeuron, PascalNeuron, SignedIFNeuron, SpikingNeuron
 from .quant import QCFS
 
 __all__ = ["NEURONS", "ConversionError", "fold_batchnorm", "convert", "is_analog", "spiking_modules"]
@@ -40,22 +40,12 @@ def is_analog(module: nn.Module) -> bool:
     return getattr(module, _ANALOG_ATTR, False)
 
 
-def _neuron_if(q: QCFS) -> SpikingNeuron:
-    return IFNeuron(q.threshold, v0=q.shift)
-
-
-def _neuron_signed_if(q: QCFS) -> SpikingNeuron:
-    return SignedIFNeuron(q.threshold, v0=q.shift)
-
-
-def _neuron_cif(q: QCFS) -> SpikingNeuron:
-    return CIFNeuron(q.threshold, v0=q.shift)
-
-
-NEURONS: dict[str, Callable[[QCFS], SpikingNeuron]] = {
-    "if": _neuron_if,
-    "signed_if": _neuron_signed_if,
-    "cif": _neuron_cif,
+NEURONS: dict[str, Callable[..., SpikingNeuron]] = {
+    "if": lambda q, **kw: IFNeuron(q.threshold, v0=q.shift, **kw),
+    "signed_if": lambda q, **kw: SignedIFNeuron(q.threshold, v0=q.shift, **kw),
+    "cif": lambda q, **kw: CIFNeuron(q.threshold, v0=q.shift, **kw),
+    "cos": lambda q, **kw: COSNeuron(q.threshold, v0=q.shift, **kw),
+    "pascal": lambda q, **kw: PascalNeuron(q.threshold, levels=q.levels, v0=q.shift, **kw),
 }
 
 
@@ -103,8 +93,9 @@ def _inside(name: str, prefixes: list[str]) -> bool:
 def convert(
     model: nn.Module,
     readouts: list[str],
-    neuron: str | Callable[[QCFS], SpikingNeuron] = "if",
+    neuron: str | Callable[..., SpikingNeuron] = "if",
     analog: list[str] = (),
+    neuron_args: dict | None = None,
 ) -> nn.Module:
     """Return a spiking copy of a quantized ANN (the input model is not modified).
 
@@ -112,8 +103,9 @@ def convert(
         model: a network whose activations are :class:`QCFS` (eval mode is set on the copy).
         readouts: qualified names of the layers whose outputs are the network's read-out (e.g. a detector
             head's final convs); their outputs are averaged over the effective time steps.
-        neuron: ``"if"``, ``"signed_if"``, ``"cif"`` or a factory ``QCFS -> SpikingNeuron``.
+        neuron: a name from :data:`NEURONS` or a factory ``(QCFS, **neuron_args) -> SpikingNeuron``.
         analog: qualified names of sub-modules after the read-out that stay in ANN arithmetic (decoding).
+        neuron_args: extra keyword arguments of the neuron (e.g. COS's ``rho``).
     """
     factory = NEURONS.get(neuron) if isinstance(neuron, str) else neuron
     if factory is None:
@@ -138,7 +130,7 @@ def convert(
             )
     fold_batchnorm(snn)
     for name, q in quants:
-        _set_module(snn, name, factory(q))
+        _set_module(snn, name, factory(q, **(neuron_args or {})))
     for name, module in names.items():
         if isinstance(module, nn.MaxPool2d) and not _inside(name, skip):
             _set_module(snn, name, SpikingMaxPool(module))

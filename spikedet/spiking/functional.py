@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["if_steps", "signed_if_steps", "cif_steps", "pascal_accumulate"]
+__all__ = ["if_steps", "signed_if_steps", "cif_steps", "cos_offset", "pascal_accumulate", "pascal_emit"]
 
 
 def _current(x: torch.Tensor, t: int, constant: bool) -> torch.Tensor:
@@ -144,3 +144,49 @@ def pascal_accumulate(x: torch.Tensor, quantum: torch.Tensor, levels: int, tol: 
     count.clamp_(0, levels)
     steps = torch.arange(levels, device=x.device, dtype=x.dtype).view(-1, *([1] * v.dim()))
     return (steps < count).to(x.dtype) * quantum  # stage 3: front-loaded emission
+
+
+def cos_offset(
+    x: torch.Tensor, v0: torch.Tensor, threshold: torch.Tensor, rho: int, constant: bool = False
+) -> torch.Tensor:
+    """COS's offset calibration (methods.md §6(c)): the initial potential to re-simulate from, in units of θ.
+
+    Pre-simulates ``rho`` steps of ``x`` from ``v0·θ`` (IF, soft reset, ``≥``) and records per neuron the spike
+    count, the final potential, the smallest pre-reset potential of a spiking step (``m_min``) and the largest
+    potential of a non-spiking step (``m_max``). An over-fired neuron (``v(ρ) < 0`` after at least one spike)
+    starts again from ``v0 − max(1, m_min/θ − 0.999)``, an under-fired one (``v(ρ) ≥ θ``) from
+    ``v0 + max(1, 1.001 − m_max/θ)``: one θ in theory, more where one θ would not remove or add a spike.
+    """
+    v = (v0 * threshold).expand_as(x if constant else x[0]).clone()
+    count = torch.zeros_like(v)
+    m_min = torch.full_like(v, float("inf"))
+    m_max = torch.full_like(v, float("-inf"))
+    for t in range(rho):
+        v.add_(_current(x, t, constant))
+        fired = v >= threshold
+        m_min = torch.where(fired, torch.minimum(m_min, v), m_min)
+        m_max = torch.where(fired, m_max, torch.maximum(m_max, v))
+        v.sub_(fired * threshold)
+        count.add_(fired)
+    over = (v < 0) & (count >= 1)
+    under = v >= threshold
+    down = torch.clamp(m_min / threshold - 0.999, min=1.0)
+    up = torch.clamp(1.001 - m_max / threshold, min=1.0)
+    base = v0.expand_as(v)
+    return torch.where(over, base - down, torch.where(under, base + up, base))
+
+
+def pascal_emit(total: torch.Tensor, threshold: torch.Tensor, levels: int, steps: int) -> torch.Tensor:
+    """PASCAL in rate semantics: the QCFS value of the mean input, emitted front-loaded over ``steps`` steps.
+
+    ``total`` is the input summed over the steps. Integrate → correct → emit (:func:`pascal_accumulate` on the
+    mean current, quantum ``q = θ/L``) gives ``c = clip(floor(mean/q + ½), 0, L)`` quanta; they leave as spikes
+    worth ``q·steps`` (θ when ``steps = L``), at most ``ceil(L/steps)`` per step, so the mean output over the
+    steps is exactly ``q·c``, the QCFS activation, whatever the timing of the input.
+    """
+    quantum = threshold / levels
+    quanta = pascal_accumulate((total / steps).unsqueeze(0), quantum, levels).sum(0) / quantum
+    per_step = -(-levels // steps)
+    t = torch.arange(steps, device=total.device, dtype=total.dtype).view(-1, *([1] * total.dim()))
+    counts = (quanta.unsqueeze(0) - t * per_step).clamp(0, per_step)
+    return counts * (quantum * steps)

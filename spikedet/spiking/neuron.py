@@ -1,4 +1,4 @@
-"""Spiking neuron layers (methods.md §8.2): IF, signed IF (Fast-SNN) and CIF (CASC).
+"""Spiking neuron layers (methods.md §8.2): IF, signed IF (Fast-SNN), CIF (CASC), COS and PASCAL.
 
 Each neuron holds its membrane state explicitly (``reset()`` clears it; the runtime resets between images),
 a per-layer threshold θ, and an initial potential ``v0`` in units of θ (a scalar, or a per-neuron tensor for
@@ -12,7 +12,7 @@ import torch
 from . import functional as F
 from .context import StatefulModule
 
-__all__ = ["SpikingNeuron", "IFNeuron", "SignedIFNeuron", "CIFNeuron"]
+__all__ = ["SpikingNeuron", "IFNeuron", "SignedIFNeuron", "CIFNeuron", "COSNeuron", "PascalNeuron"]
 
 
 class SpikingNeuron(StatefulModule):
@@ -117,3 +117,51 @@ class CIFNeuron(SpikingNeuron):
     def _run(self, x: torch.Tensor, steps: int, constant: bool) -> torch.Tensor:
         wake = self.ctx.wake if self.ctx.wake is not None and len(self.ctx.wake) == steps else [True] * steps
         return F.cif_steps(x, self.v, self.count, self.wake_steps, self.threshold, steps, wake, constant)
+
+
+class COSNeuron(IFNeuron):
+    """IF with COS's test-time offset calibration: pre-run ``rho`` steps, shift ``v0`` by ∓θ where the neuron
+    over- or under-fired, then simulate from the shifted potential (per image, per neuron).
+
+    The pre-run uses the first ``min(rho, T)`` steps of the same input the layer then integrates, so it adds
+    latency (``rho`` steps, reported by the schedule) but no synaptic operations. Sleep steps are not supported.
+    """
+
+    def __init__(self, threshold: float | torch.Tensor, v0: float | torch.Tensor = 0.5, rho: int = 4) -> None:
+        super().__init__(threshold, v0)
+        if rho < 1:
+            raise ValueError(f"COS pre-run length rho must be >= 1, got {rho}")
+        self.rho = rho
+
+    def _run(self, x: torch.Tensor, steps: int, constant: bool) -> torch.Tensor:
+        if self.ctx.input_mask() is not None:
+            raise ValueError("COSNeuron has no sleep steps")
+        v0 = F.cos_offset(x, self.v0, self.threshold, min(self.rho, steps), constant)
+        self.v = (v0 * self.threshold).to(self.v.dtype)
+        return super()._run(x, steps, constant)
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, rho={self.rho}"
+
+
+class PascalNeuron(SpikingNeuron):
+    """PASCAL's spike-accumulation neuron: integrates the whole input sequence, then emits the QCFS value of
+    its mean exactly (front-loaded). Layer-sequential: an output exists only after all T input steps."""
+
+    def __init__(self, threshold: float | torch.Tensor, levels: int, v0: float | torch.Tensor = 0.5) -> None:
+        super().__init__(threshold, v0)
+        if float(self.v0) != 0.5:
+            raise ValueError("PascalNeuron reproduces QCFS with shift 0.5 (round to nearest); got v0 != 0.5")
+        self.levels = int(levels)
+
+    def _init_state(self, shape: torch.Size, like: torch.Tensor) -> None:
+        """No membrane state carries over: each call integrates its whole input sequence."""
+
+    def _run(self, x: torch.Tensor, steps: int, constant: bool) -> torch.Tensor:
+        if self.ctx.input_mask() is not None:
+            raise ValueError("PascalNeuron has no sleep steps")
+        total = x * steps if constant else x.sum(0)
+        return F.pascal_emit(total, self.threshold, self.levels, steps)
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, levels={self.levels}"

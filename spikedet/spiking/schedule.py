@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["Schedule", "OnlineSchedule", "WakeSleepSchedule"]
+__all__ = ["Schedule", "OnlineSchedule", "PreRunSchedule", "WakeSleepSchedule"]
 
 
 @dataclass(frozen=True)
@@ -17,9 +17,13 @@ class Schedule:
     def plan(self, timesteps: int) -> tuple[list[bool], dict[int, int]]:
         raise NotImplementedError
 
-    def steps_total(self, timesteps: int) -> int:
-        """Simulated steps (sleep or pre-run steps included) needed for T effective steps."""
+    def simulated_steps(self, timesteps: int) -> int:
+        """Steps the network is run for to deliver T effective steps (sleep steps included)."""
         return len(self.plan(timesteps)[0])
+
+    def steps_total(self, timesteps: int) -> int:
+        """The honest latency in steps: simulated steps plus any pre-run."""
+        return self.simulated_steps(timesteps)
 
 
 @dataclass(frozen=True)
@@ -63,3 +67,18 @@ class WakeSleepSchedule(Schedule):
                 position += 1
                 readout.setdefault(position, i)
         return flags, readout
+
+
+@dataclass(frozen=True)
+class PreRunSchedule(OnlineSchedule):
+    """COS: each layer first pre-simulates ``rho`` steps of its input, then the T steps. The T-step simulation
+    is online; the pre-run adds ``rho`` steps of latency, which ``steps_total`` reports."""
+
+    rho: int = 4
+
+    def __post_init__(self) -> None:
+        if self.rho < 1:
+            raise ValueError(f"pre-run length rho must be >= 1, got {self.rho}")
+
+    def steps_total(self, timesteps: int) -> int:
+        return timesteps + min(self.rho, timesteps)

@@ -1,0 +1,64 @@
+"""Apply a recipe to an ANN and evaluate the spiking detector, calibrating first where the recipe asks."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..data import default_splits, load_dataset
+from ..data.records import DetectionDataset
+from ..recipes import Recipe
+from ..spiking.accounting import SpikeMonitor
+from ..spiking.calibrate import calibrate_dual_phase
+from ..spiking.runtime import SpikingNetwork
+from .evaluate import build_snn, evaluate_snn
+from .inference import image_batches
+
+__all__ = ["calibration_images", "run_recipe"]
+
+
+def calibration_images(data: str | Path, count: int, imgsz: int, class_names: list[str]) -> torch.Tensor:
+    """``count`` letterboxed images spread evenly over the dataset's TRAINING split (never the eval split)."""
+    train_split, _ = default_splits(data)
+    dataset = load_dataset(data, train_split, class_names=class_names)
+    step = max(1, len(dataset.records) // count)
+    records = dataset.records[::step][:count]
+    return torch.cat([images for images, _ in image_batches(records, imgsz, batch_size=16)])
+
+
+def run_recipe(
+    ann: nn.Module,
+    recipe: Recipe,
+    dataset: DetectionDataset,
+    timesteps: list[int],
+    imgsz: int,
+    batch: int,
+    data: str | Path,
+    class_names: list[str],
+    calib_images: int | None = None,
+) -> tuple[dict[int, dict], dict[int, Any], SpikingNetwork, SpikeMonitor, dict[str, Any] | None]:
+    """Metrics per T, detections per T, the network to save (calibrated for max T), its monitor, and a
+    calibration summary (None without calibration). A calibrating recipe is calibrated for each T separately."""
+    if not recipe.calibration:
+        network = build_snn(ann, recipe)
+        metrics, dets, monitor = evaluate_snn(network, dataset, timesteps, imgsz, batch, anytime=recipe.anytime)
+        return metrics, dets, network, monitor, None
+    settings = dict(recipe.calibration)
+    count = calib_images or int(settings.get("images", 32))
+    images = calibration_images(data, count, imgsz, class_names)
+    metrics, dets, summary = {}, {}, {"images": len(images), "per_T": {}}
+    for t in sorted(timesteps):
+        network = build_snn(ann, recipe)
+        report = calibrate_dual_phase(
+            network, ann, images, t, holdout=float(settings.get("holdout", 0.25)),
+            weight_steps=int(settings.get("weight_steps", 0)), lr=float(settings.get("lr", 1e-4)),
+        )
+        print(f"T={t}: {report.summary()}")
+        m, d, monitor = evaluate_snn(network, dataset, [t], imgsz, batch)
+        m[t]["calibration_seconds"] = report.seconds
+        metrics.update(m)
+        dets.update(d)
+        summary["per_T"][str(t)] = {"seconds": report.seconds, "layers": report.layers}
+    return metrics, dets, network, monitor, summary

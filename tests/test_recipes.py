@@ -1,0 +1,126 @@
+"""The five seed recipes: each one's property from methods.md, on a small detector-like net and on YOLO."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from spikedet.recipes import Recipe, available_recipes, get_recipe
+from spikedet.spiking import COSNeuron, PascalNeuron, SpikingNetwork, convert
+from spikedet.spiking import functional as F
+from spikedet.spiking.calibrate import calibrate_dual_phase
+
+from spiking_nets import READOUTS, small_detector, with_levels
+
+SEED_RECIPES = ["qcfs", "cos", "dual_phase", "casc", "fast_snn", "pascal"]
+
+
+@torch.no_grad()
+def mean_error(recipe: str, net: torch.nn.Module, x: torch.Tensor, timesteps: int) -> float:
+    network = get_recipe(recipe).build(net, READOUTS)
+    return float((network(x, timesteps) - with_levels(net, timesteps)(x)).abs().mean())
+
+
+def test_all_seed_recipes_are_configured() -> None:
+    assert set(SEED_RECIPES) <= set(available_recipes())
+    for name in SEED_RECIPES:
+        recipe = get_recipe(name)
+        assert Recipe.from_dict(recipe.to_dict()) == recipe
+
+
+def test_recipe_config_errors(tmp_path, monkeypatch) -> None:
+    import spikedet.recipes as recipes
+
+    monkeypatch.setattr(recipes, "CONFIG_DIR", tmp_path)
+    (tmp_path / "bad.yaml").write_text("neuron: lif\n")
+    with pytest.raises(ValueError, match="unknown neuron 'lif'"):
+        get_recipe("bad")
+    (tmp_path / "worse.yaml").write_text("schedule: {kind: jumpy}\n")
+    with pytest.raises(ValueError, match="unknown schedule 'jumpy'"):
+        get_recipe("worse")
+
+
+@pytest.mark.parametrize("timesteps", [1, 2, 3, 4, 8])
+def test_pascal_equals_the_quantized_ann_exactly(timesteps: int) -> None:
+    """Spike accumulation: the SNN equals the QANN (levels L = 4) at every T, not only T = L."""
+    net = small_detector(levels=4)
+    x = torch.rand(3, 3, 16, 16, dtype=torch.float64)
+    network = get_recipe("pascal").build(net, READOUTS)
+    assert any(isinstance(m, PascalNeuron) for m in network.net.modules())
+    torch.testing.assert_close(network(x, timesteps), net(x), atol=1e-9, rtol=0)
+
+
+def test_pascal_emits_spikes_when_steps_reach_levels() -> None:
+    """With T ≥ L every step carries at most one quantum: a binary spike train of value q·T."""
+    total = torch.linspace(-1, 6, 101, dtype=torch.float64) * 4
+    out = F.pascal_emit(total, torch.tensor(1.0, dtype=torch.float64), levels=4, steps=8)
+    assert set(out.unique().tolist()) <= {0.0, 2.0}
+    mean_input = total / 8
+    torch.testing.assert_close(out.mean(0), torch.clamp(torch.floor(mean_input * 4 + 0.5), 0, 4) / 4)
+
+
+@pytest.mark.parametrize("timesteps", [4, 8])
+def test_casc_with_enough_sleep_is_exact(timesteps: int) -> None:
+    """CIF + wake/sleep (sleep ≥ T after each wake block) equals the ClipQuan ANN with L = T."""
+    net = small_detector(levels=timesteps, casc=True)
+    x = torch.rand(2, 3, 16, 16, dtype=torch.float64)
+    recipe = get_recipe("casc")
+    recipe = Recipe(recipe.name, recipe.neuron, type(recipe.schedule)(wake=timesteps, sleep=timesteps))
+    network = recipe.build(net, READOUTS)
+    torch.testing.assert_close(network(x, timesteps), net(x), atol=1e-9, rtol=0)
+    assert network.steps_total(timesteps) == 2 * timesteps
+
+
+@pytest.mark.parametrize("recipe", ["cos", "fast_snn"])
+def test_offset_fixes_reduce_the_error_of_qcfs(recipe: str) -> None:
+    """COS and signed IF shrink the unevenness error of the plain IF neuron (methods.md Appendix A)."""
+    errors = {name: [] for name in ("qcfs", recipe)}
+    for seed in range(3):
+        net = small_detector(levels=4, seed=seed)
+        x = torch.rand(4, 3, 16, 16, dtype=torch.float64)
+        for name in errors:
+            errors[name].append(mean_error(name, net, x, 4))
+    assert sum(errors[recipe]) < sum(errors["qcfs"]), errors
+
+
+def test_cos_reports_its_pre_run() -> None:
+    recipe = get_recipe("cos")
+    network = recipe.build(small_detector(), READOUTS)
+    assert all(m.rho == recipe.schedule.rho for m in network.net.modules() if isinstance(m, COSNeuron))
+    assert network.steps_total(4) == 4 + recipe.schedule.rho
+    assert network.steps_total(2) == 2 + 2  # the pre-run of a shorter T sees only T steps
+    assert recipe.anytime is False
+
+
+def test_cos_offset_shifts_by_one_threshold() -> None:
+    """Over-fired → v0 − θ, under-fired → v0 + θ, consistent → unchanged (single-neuron cases)."""
+    theta = torch.tensor(1.0)
+    x = torch.tensor([[1.2, 0.0, 0.3], [-1.0, 0.0, 0.3]])  # over-fired, under-fired (late input), even
+    x[1, 1] = 0.0
+    late = torch.tensor([[0.0], [1.6]])
+    v0 = F.cos_offset(x, torch.tensor(0.5), theta, rho=2)
+    assert v0[0].item() == pytest.approx(0.5 - 1.0)  # fired at step 1 on 1.7, ends at -0.3
+    assert v0[2].item() == 0.5
+    assert F.cos_offset(late, torch.tensor(0.5), theta, rho=2).item() == pytest.approx(0.5 + 1.0)
+
+
+def test_dual_phase_calibration_reduces_the_layer_mismatch_on_held_back_images() -> None:
+    net = small_detector(levels=4, seed=1)
+    network = SpikingNetwork(convert(net, READOUTS))
+    calib = torch.rand(16, 3, 16, 16, dtype=torch.float64)
+    report = calibrate_dual_phase(network, net, calib, timesteps=2, holdout=0.25)
+    assert len(report.layers) == 5  # the stem, down, block, mid and fuse neurons (reduce is unused with pools)
+    assert all(layer["after"] <= layer["before"] for layer in report.layers.values())
+    assert any(layer["after"] < layer["before"] for layer in report.layers.values())
+    held = torch.rand(8, 3, 16, 16, dtype=torch.float64, generator=torch.Generator().manual_seed(7))
+    fresh = SpikingNetwork(convert(net, READOUTS))
+    with torch.no_grad():
+        target = with_levels(net, 2)(held)
+        before = float((fresh(held, 2) - target).pow(2).mean())
+        after = float((network(held, 2) - target).pow(2).mean())
+    assert after < before
+
+
+def test_dual_phase_needs_two_images() -> None:
+    net = small_detector()
+    with pytest.raises(ValueError, match="at least 2 images"):
+        calibrate_dual_phase(SpikingNetwork(convert(net, READOUTS)), net, torch.rand(1, 3, 16, 16, dtype=torch.float64), 2)
