@@ -9,9 +9,13 @@ from typing import Any
 from ..data import default_splits, export_ultralytics, load_dataset
 from ..models.yolo_validate import validate_ultralytics
 from ..recipes import get_recipe
-from .evaluate import build_snn, check_classes, evaluate_ann, evaluate_snn, load_ann
+from ..eval.plots import plot_methods
+from .evaluate import check_classes, evaluate_ann, load_ann
+from .recipe_run import run_recipe
 
-__all__ = ["benchmark_yolo", "format_benchmark", "write_json"]
+__all__ = [
+    "benchmark_methods", "benchmark_yolo", "format_benchmark", "format_methods", "plot_methods_png", "write_json",
+]
 
 
 def benchmark_yolo(
@@ -43,8 +47,7 @@ def benchmark_yolo(
         rows["models"][name] = metrics
 
     start = time.perf_counter()
-    network = build_snn(qcfs, get_recipe(method))
-    snn, _, _ = evaluate_snn(network, dataset, list(timesteps), imgsz, batch)
+    snn, _, _, _, _ = run_recipe(qcfs, get_recipe(method), dataset, list(timesteps), imgsz, batch, data, config["class_names"])
     rows["snn_seconds"] = time.perf_counter() - start
     rows["models"]["QCFS ANN"]["energy_mj"] = snn[min(snn)]["ann_energy_mj"]
     rows["snn"] = {str(t): {k: v for k, v in m.items() if k not in ("coco_lines", "ann_energy_mj")} for t, m in snn.items()}
@@ -79,3 +82,68 @@ def write_json(rows: dict[str, Any], path: str | Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(rows, indent=2))
     return path
+
+
+def benchmark_methods(
+    weights: str | Path,
+    methods: list[str],
+    data: str | Path | None = None,
+    timesteps: list[int] = (1, 2, 4, 8),
+    imgsz: int | None = None,
+    batch: int = 8,
+    calib_images: int | None = None,
+    max_images: int | None = None,
+) -> dict[str, Any]:
+    """Every recipe on one ANN: per recipe and T the metrics, steps_total, firing rate, SOPs, energy and time."""
+    ann, config = load_ann(weights)
+    data = data or config["dataset"]
+    _, eval_split = default_splits(data)
+    dataset = load_dataset(data, eval_split, class_names=config["class_names"])
+    check_classes(dataset, config)
+    if max_images:
+        dataset.records = dataset.records[:max_images]
+    imgsz = imgsz or config.get("imgsz", 320)
+    ann_metrics, _ = evaluate_ann(ann, dataset, imgsz, batch)
+    ann_metrics.pop("coco_lines")
+    rows: dict[str, Any] = {"dataset": f"{data}:{eval_split}", "weights": str(weights), "imgsz": imgsz, "ann": ann_metrics, "methods": {}}
+    for method in methods:
+        start = time.perf_counter()
+        metrics, _, _, _, _ = run_recipe(
+            ann, get_recipe(method), dataset, list(timesteps), imgsz, batch, data, config["class_names"], calib_images
+        )
+        seconds = time.perf_counter() - start
+        rows["ann"].setdefault("energy_mj", metrics[min(metrics)]["ann_energy_mj"])
+        rows["methods"][method] = {
+            "seconds": seconds,
+            "snn": {str(t): {k: v for k, v in m.items() if k not in ("coco_lines", "ann_energy_mj")} for t, m in metrics.items()},
+        }
+    return rows
+
+
+def format_methods(rows: dict[str, Any]) -> str:
+    """Markdown table: one row per recipe and T, with the ANN's mAP on each row."""
+    ann = rows["ann"]
+    lines = [
+        f"Dataset `{rows['dataset']}`, {rows['imgsz']} px; mAP in points (pycocotools). "
+        f"ANN: mAP50-95 {100 * ann['map50_95']:.2f}, mAP50 {100 * ann['map50']:.2f}, {ann['energy_mj']:.3f} mJ.",
+        "",
+        "| method | T | steps_total | mAP50-95 | mAP50 | ANN mAP50-95 | firing rate | SOPs (M) | energy (mJ) | calib. (s) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for method, entry in rows["methods"].items():
+        for t, m in entry["snn"].items():
+            calib = f"{m['calibration_seconds']:.1f}" if "calibration_seconds" in m else "-"
+            lines.append(
+                f"| {method} | {t} | {m['steps_total']} | {100 * m['map50_95']:.2f} | {100 * m['map50']:.2f} | "
+                f"{100 * ann['map50_95']:.2f} | {m['firing_rate']:.4f} | {m['sops'] / 1e6:.1f} | {m['energy_mj']:.3f} | {calib} |"
+            )
+    return "\n".join(lines)
+
+
+def plot_methods_png(rows: dict[str, Any], path: str | Path) -> Path:
+    """All recipes' mAP50-95 vs T in one PNG (each with the ANN as a dashed line)."""
+    by_method = {
+        method: {"dataset": rows["dataset"], "method": method, "ann": rows["ann"], "snn": entry["snn"]}
+        for method, entry in rows["methods"].items()
+    }
+    return plot_methods(by_method, path)

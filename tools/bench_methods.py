@@ -1,0 +1,44 @@
+#!/usr/bin/env python
+"""Compare the conversion recipes on one ANN: per recipe and T, mAP, steps_total, firing rate, SOPs, energy and
+calibration time, the ANN on every row. Prints a markdown table, writes JSON and a PNG of mAP vs T."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from spikedet.cli import parse_timesteps, run_cli  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--weights", default=None, help="QCFS ANN checkpoint (default: the shipped synthetic model)")
+    parser.add_argument("--data", default=None, help="dataset (default: the one the model was trained on)")
+    parser.add_argument("--methods", default="qcfs,cos,dual_phase,casc,fast_snn,pascal")
+    parser.add_argument("--T", default="1,2,4,8")
+    parser.add_argument("--imgsz", type=int, default=None)
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--calib-images", type=int, default=None)
+    parser.add_argument("--max-images", type=int, default=None, help="evaluate on the first N images only")
+    parser.add_argument("--out", default="outputs/bench_methods.json", help="JSON path; the PNG goes beside it")
+    args = parser.parse_args()
+
+    def job() -> None:
+        from spikedet.engine.benchmark import benchmark_methods, format_methods, plot_methods_png, write_json
+        from spikedet.engine.evaluate import DEFAULT_WEIGHTS
+
+        rows = benchmark_methods(
+            args.weights or DEFAULT_WEIGHTS, args.methods.split(","), args.data, parse_timesteps(args.T),
+            args.imgsz, args.batch, args.calib_images, args.max_images,
+        )
+        print(format_methods(rows))
+        png = plot_methods_png(rows, Path(args.out).with_suffix(".png"))
+        print(f"json: {write_json(rows, args.out)}  plot: {png}")
+
+    run_cli(job)
+
+
+if __name__ == "__main__":
+    main()
