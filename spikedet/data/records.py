@@ -100,6 +100,8 @@ def image_size(path: str | Path) -> tuple[int, int] | None:
             im.verify()
     except (OSError, SyntaxError, ValueError):  # PIL reports broken files through all three
         return None
+    except ImportError:  # ultralytics patches Image.open to fetch a HEIF plugin for unidentified files; offline
+        return None  # that import fails, and the file is just as unreadable
     return size
 
 
