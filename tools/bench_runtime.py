@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
-import torch
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from spikedet.models.yolo import build_yolo, yolo_analog, yolo_readouts
-from spikedet.spiking.bench import bench_runtime, format_table
+import torch  # noqa: E402
+
+from spikedet.models.yolo import build_yolo, yolo_analog, yolo_readouts  # noqa: E402
+from spikedet.spiking.bench import bench_runtime, format_table  # noqa: E402
 
 
 def main() -> None:
