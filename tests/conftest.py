@@ -22,3 +22,17 @@ def spikedet_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("SPIKEDET_CACHE", str(path))
         yield path
+
+
+@pytest.fixture(scope="session")
+def tiny_yolo_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """``(checkpoint, data_dir)``: a tiny YOLOv8-QCFS (width 1/16) trained 1 epoch on 24 synthetic 64-px images."""
+    from spikedet.data import generate_synthetic
+    from spikedet.engine.train import train_detector
+
+    root = tmp_path_factory.mktemp("tiny_yolo")
+    data = generate_synthetic(root / "data", num_images=24, image_size=64, seed=3, progress=False)
+    checkpoint = train_detector(
+        data, root / "train", model="yolov8n", width=0.0625, depth=0.33, imgsz=64, batch=8, epochs=1
+    )
+    return checkpoint, data

@@ -12,7 +12,7 @@ from ..data.records import DatasetError, DetectionDataset, ImageRecord
 from ..env import import_ultralytics
 from ..eval.detections import ImageDetections
 
-__all__ = ["letterbox", "image_batches", "yolo_postprocess", "predict_dataset"]
+__all__ = ["letterbox", "to_tensor", "image_batches", "scaled_nms", "yolo_postprocess", "predict_dataset"]
 
 import_ultralytics()
 from ultralytics.utils.nms import non_max_suppression  # noqa: E402
@@ -51,22 +51,30 @@ def image_batches(records: list[ImageRecord], size: int, batch_size: int) -> Ite
         yield to_tensor(images), chunk
 
 
+def scaled_nms(
+    output: Any, size: int, shapes: list[tuple[int, int]], conf: float = 0.001, iou: float = 0.7, max_det: int = 300
+) -> list[torch.Tensor]:
+    """Detect-head output of letterboxed ``size × size`` inputs → NMS → ``[N, 6]`` per image: ``xyxy`` in the
+    pixels of the original image of shape ``(height, width)``, score, class."""
+    pred = output[0] if isinstance(output, (list, tuple)) else output
+    kept = non_max_suppression(pred, conf_thres=conf, iou_thres=iou, max_det=max_det)
+    for det, shape in zip(kept, shapes):
+        det[:, :4] = scale_boxes((size, size), det[:, :4].clone(), shape)
+    return kept
+
+
 def yolo_postprocess(
     output: Any, size: int, records: list[ImageRecord], conf: float = 0.001, iou: float = 0.7, max_det: int = 300
 ) -> list[ImageDetections]:
     """Detect-head output → NMS → boxes in the original image's pixels."""
-    pred = output[0] if isinstance(output, (list, tuple)) else output
-    kept = non_max_suppression(pred, conf_thres=conf, iou_thres=iou, max_det=max_det)
-    dets = []
-    for det, rec in zip(kept, records):
-        boxes = scale_boxes((size, size), det[:, :4].clone(), (rec.height, rec.width))
-        dets.append(
-            ImageDetections(
-                image_id=rec.image_id, boxes=boxes.numpy().astype(np.float32),
-                scores=det[:, 4].numpy().astype(np.float32), labels=det[:, 5].numpy().astype(np.int64),
-            )
+    kept = scaled_nms(output, size, [(rec.height, rec.width) for rec in records], conf, iou, max_det)
+    return [
+        ImageDetections(
+            image_id=rec.image_id, boxes=det[:, :4].numpy().astype(np.float32),
+            scores=det[:, 4].numpy().astype(np.float32), labels=det[:, 5].numpy().astype(np.int64),
         )
-    return dets
+        for det, rec in zip(kept, records)
+    ]
 
 
 def predict_dataset(

@@ -1,0 +1,218 @@
+"""The live demo behind ``tools/demo.py``: capture → letterbox → detector → NMS → overlay → window / video file."""
+from __future__ import annotations
+
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from ..engine.inference import letterbox, scaled_nms, to_tensor
+from .detector import FrameDetector, load_model, make_detector
+from .overlay import draw_detections, draw_panel, draw_rate_bars
+from .video import SourceError, VideoSource, open_writer
+
+__all__ = ["DemoSummary", "annotate", "check_imgsz", "process_video", "run_demo"]
+
+WINDOW = "spikedet"
+STAGES = ("capture", "letterbox", "network", "nms", "overlay", "output")
+
+
+@dataclass
+class DemoSummary:
+    """What a demo run did. ``stage_ms``: mean milliseconds per frame of each stage; ``error``: why a live
+    source ended the run early (the frames before it are counted)."""
+
+    source: str
+    mode: str
+    imgsz: int
+    frames: int = 0
+    seconds: float = 0.0
+    detections: int = 0
+    firing_rate: float | None = None
+    stage_ms: dict[str, float] = field(default_factory=dict)
+    saved: str | None = None
+    error: str | None = None
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "fps": self.fps}
+
+    def format(self) -> str:
+        rate = "-" if self.firing_rate is None else f"{self.firing_rate:.4f}"
+        stages = ", ".join(f"{k} {v:.1f}" for k, v in self.stage_ms.items())
+        text = (
+            f"{self.mode} on {self.source} at {self.imgsz} px: {self.frames} frames, mean {self.fps:.1f} FPS, "
+            f"mean firing rate {rate}, {self.detections} detections\nper frame (ms): {stages}"
+        )
+        return text + (f"\nsaved: {self.saved}" if self.saved else "")
+
+
+def check_imgsz(imgsz: int) -> int:
+    """YOLO's input must be a multiple of its largest stride, 32."""
+    if imgsz < 32 or imgsz % 32:
+        raise ValueError(f"--imgsz must be a positive multiple of 32, got {imgsz}")
+    return imgsz
+
+
+def _check_display() -> None:
+    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        raise ValueError("no display to show the video on; run with --no-show (add --save out.mp4 to keep it)")
+
+
+class _Window:
+    """The preview window; ``update`` returns False once the user quits (``q``/Esc, or closes it)."""
+
+    def __init__(self) -> None:
+        _check_display()
+        self.opened = False
+
+    def update(self, frame: np.ndarray) -> bool:
+        try:
+            cv2.imshow(WINDOW, frame)
+        except cv2.error:
+            raise ValueError("OpenCV cannot open a window here (headless build?); run with --no-show") from None
+        self.opened = True
+        key = cv2.waitKey(1) & 0xFF
+        return key not in (ord("q"), 27) and cv2.getWindowProperty(WINDOW, cv2.WND_PROP_VISIBLE) >= 1
+
+    def close(self) -> None:
+        if self.opened:
+            cv2.destroyWindow(WINDOW)
+
+
+def annotate(
+    frame: np.ndarray, dets: np.ndarray, names: list[str], detector: FrameDetector, fps: float, imgsz: int
+) -> None:
+    """Boxes, the status panel (mode, FPS, size, detections, firing rate) and the per-layer rate bars."""
+    draw_detections(frame, dets, names)
+    lines = [detector.label, f"{fps:.1f} FPS  {imgsz} px  {len(dets)} det"]
+    if detector.rate is not None:
+        lines.append(f"firing rate {detector.rate:.3f}")
+        draw_rate_bars(frame, detector.rates)
+    draw_panel(frame, lines)
+
+
+def process_video(
+    source: str | int,
+    detector: FrameDetector,
+    imgsz: int,
+    names: list[str],
+    conf: float = 0.25,
+    iou: float = 0.7,
+    save: str | Path | None = None,
+    show: bool = False,
+    max_frames: int | None = None,
+    progress: bool = True,
+    video: VideoSource | None = None,
+) -> DemoSummary:
+    """Run ``detector`` on every frame of ``source`` with overlays; return the summary.
+
+    A live source that stops for good ends the run with ``summary.error`` set (the video written so far is
+    kept). ``video`` is an already opened source (``source`` is then only its name).
+    """
+    check_imgsz(imgsz)
+    if max_frames is not None and max_frames < 1:
+        raise ValueError(f"--max-frames must be >= 1, got {max_frames}")
+    if not 0 < conf <= 1:
+        raise ValueError(f"--conf must be in (0, 1], got {conf}")
+    window = _Window() if show else None
+    src = video or VideoSource(source)
+    summary = DemoSummary(str(source), detector.label, imgsz)
+    known = [n for n in (src.frame_count, max_frames) if n]
+    total = min(known) if known else None
+    bar = tqdm(total=total, unit="frame", desc=detector.label, leave=False, disable=not progress or total is None)
+    totals = dict.fromkeys(STAGES, 0.0)
+    rates: list[float] = []
+    writer, ema = None, None
+    detector.reset()
+    start = time.perf_counter()
+    try:
+        while max_frames is None or summary.frames < max_frames:
+            t0 = time.perf_counter()
+            try:
+                frame = src.read()
+            except SourceError as err:
+                summary.error = str(err)
+                break
+            if frame is None:
+                break
+            t1 = time.perf_counter()
+            images = to_tensor([letterbox(frame, imgsz)])
+            t2 = time.perf_counter()
+            output = detector(images)
+            t3 = time.perf_counter()
+            dets = scaled_nms(output, imgsz, [frame.shape[:2]], conf, iou)[0].numpy()
+            t4 = time.perf_counter()
+            annotate(frame, dets, names, detector, 1.0 / ema if ema else 0.0, imgsz)
+            if detector.rate is not None:
+                rates.append(detector.rate)
+            t5 = time.perf_counter()
+            if save is not None:
+                if writer is None:
+                    writer = open_writer(save, src.fps or 25.0, frame.shape[1], frame.shape[0])
+                writer.write(frame)
+            keep_going = window.update(frame) if window else True
+            t6 = time.perf_counter()
+            for stage, (a, b) in zip(STAGES, [(t0, t1), (t1, t2), (t2, t3), (t3, t4), (t4, t5), (t5, t6)]):
+                totals[stage] += b - a
+            ema = t6 - t0 if ema is None else 0.9 * ema + 0.1 * (t6 - t0)  # smoothed for the on-screen FPS
+            summary.frames += 1
+            summary.detections += len(dets)
+            bar.update()
+            if not keep_going:
+                break
+    finally:
+        summary.seconds = time.perf_counter() - start
+        bar.close()
+        if writer is not None:
+            writer.release()
+            summary.saved = str(save)
+        if video is None:
+            src.close()
+        if window:
+            window.close()
+    summary.stage_ms = {k: 1e3 * v / max(summary.frames, 1) for k, v in totals.items()}
+    summary.firing_rate = float(np.mean(rates)) if rates else None
+    return summary
+
+
+def run_demo(
+    source: str | int = "0",
+    weights: str | Path | None = None,
+    timesteps: int = 4,
+    imgsz: int | None = None,
+    save: str | Path | None = None,
+    show: bool = True,
+    stream_state: bool = False,
+    steps_per_frame: int = 1,
+    window: int | None = None,
+    leak: float = 0.25,
+    pool_decay: float = 0.5,
+    ann: bool = False,
+    conf: float = 0.25,
+    iou: float = 0.7,
+    max_frames: int | None = None,
+    progress: bool = True,
+) -> DemoSummary:
+    """Open ``source``, load the detector (default: the shipped model converted with qcfs) and run the demo.
+
+    ``imgsz`` defaults to the model's training size; stream mode (``window`` default ``timesteps``, ``leak``,
+    ``pool_decay``): see :class:`~spikedet.deploy.detector.StreamingDetector`.
+    """
+    if show:
+        _check_display()
+    with VideoSource(source) as video:  # first, so a bad source fails before the model loads
+        model, config = load_model(weights, ann=ann)
+        detector = make_detector(model, timesteps, stream_state, steps_per_frame, window, leak, pool_decay)
+        names = list(config.get("class_names") or [])
+        size = check_imgsz(imgsz or int(config.get("imgsz", 320)))
+        return process_video(source, detector, size, names, conf, iou, save, show, max_frames, progress, video)

@@ -1,0 +1,213 @@
+"""Frame-by-frame detectors for live use: the ANN, the spiking network reset per frame, and the streaming network.
+
+Each takes a letterboxed batch ``[B, 3, S, S]`` and returns the Detect head's decoded output ``[B, 4 + nc, A]``
+(boxes in input pixels, class scores), ready for NMS; spiking ones also report per-layer firing rates.
+"""
+from __future__ import annotations
+
+from collections import deque
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from ..checkpoint import CheckpointError
+from ..engine.evaluate import DEFAULT_WEIGHTS, build_snn, load_detector
+from ..recipes import get_recipe
+from ..spiking import ReadOut, SpikingMaxPool, SpikingNetwork, SpikingNeuron, check_timesteps, fold_batchnorm
+
+__all__ = [
+    "resolve_weights", "load_model", "detect_output", "FrameDetector", "AnnDetector", "SpikingDetector",
+    "StreamingDetector", "make_detector",
+]
+
+
+def resolve_weights(weights: str | Path | None) -> Path:
+    """``weights``, or the shipped default model with a hint on how to get it when it is missing."""
+    if weights is not None:
+        return Path(weights)
+    if not DEFAULT_WEIGHTS.is_file():
+        raise CheckpointError(
+            f"default weights {DEFAULT_WEIGHTS} not found: train them with tools/train_det.py (see README) "
+            "or pass --weights"
+        )
+    return DEFAULT_WEIGHTS
+
+
+def load_model(weights: str | Path | None = None, ann: bool = False, method: str = "qcfs") -> tuple[Any, dict]:
+    """``(model, config)``: the spiking network, or with ``ann=True`` the BN-folded quantized ANN.
+
+    An ANN checkpoint is converted with the recipe ``method``; an SNN checkpoint is used as stored (and cannot
+    give back its ANN).
+    """
+    path = resolve_weights(weights)
+    kind, model, config = load_detector(path)
+    if ann:
+        if kind != "ann":
+            raise CheckpointError(f"{path} holds a converted SNN; the ANN comparison needs the ANN checkpoint")
+        return fold_batchnorm(model).eval(), config
+    return (build_snn(model, get_recipe(method)) if kind == "ann" else model), config
+
+
+def detect_output(output: Any) -> torch.Tensor:
+    """The decoded prediction tensor of a Detect head's eval output ``(y, raw)``."""
+    return output[0] if isinstance(output, (list, tuple)) else output
+
+
+class FrameDetector:
+    """Base class: ``detector(images)`` → decoded Detect output; ``rates`` after each call (spiking only)."""
+
+    label = "detector"
+
+    def __init__(self) -> None:
+        self.rates: list[float] = []  # per neuron layer, for the last call
+        self.rate: float | None = None  # spikes per neuron and step over the whole network, last call
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def reset(self) -> None:
+        """Start a new sequence (no-op for detectors without state)."""
+
+
+class AnnDetector(FrameDetector):
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model.eval()
+        self.label = "ANN"
+
+    @torch.inference_mode()
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        return detect_output(self.model(images))
+
+
+class _SpikingBase(FrameDetector):
+    """Firing rates from the neurons' own counters (filled when the network runs with ``record``): one
+    reduction per layer, no hooks."""
+
+    def __init__(self, network: SpikingNetwork) -> None:
+        super().__init__()
+        self.network = network
+        self.neurons = [m for m in network.net.modules() if isinstance(m, SpikingNeuron)]
+
+    def _counted(self, run: Callable[[], Any]) -> Any:
+        before = [(m.spike_count, m.neuron_steps) for m in self.neurons]
+        out = run()
+        spikes = [m.spike_count - s for m, (s, _) in zip(self.neurons, before)]
+        steps = [m.neuron_steps - n for m, (_, n) in zip(self.neurons, before)]
+        self.rates = [s / n if n else 0.0 for s, n in zip(spikes, steps)]
+        self.rate = sum(spikes) / sum(steps) if sum(steps) else 0.0
+        return out
+
+
+class SpikingDetector(_SpikingBase):
+    """Every frame is simulated for T steps from a reset state."""
+
+    def __init__(self, network: SpikingNetwork, timesteps: int = 4) -> None:
+        super().__init__(network)
+        self.timesteps = check_timesteps(timesteps)[0]
+        self.label = f"SNN T={self.timesteps}"
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        t = self.timesteps
+        return detect_output(self._counted(lambda: self.network.anytime(images, [t], record=True)[t]))
+
+
+class StreamingDetector(_SpikingBase):
+    """Membrane state carries over from frame to frame; each frame adds ``steps`` time steps.
+
+    Two things keep a stream close to a per-frame T-step run (measured on the steady-scene video of
+    :func:`~spikedet.deploy.stream_eval.stream_accuracy`):
+
+    - **Read-out window.** The read-outs' own running mean covers every step since the reset: on a moving scene a
+      new object weighs ``1/n`` after ``n`` steps, so detections lag further behind the longer the video runs.
+      The read-out here averages the last ``window`` steps instead (exactly: the read-outs' per-frame input sums
+      are kept and their running sums are set to the window's sum before each frame). ``window = T`` averages as
+      many steps as a per-frame T-step run; ``window=None`` (or 0) keeps the running mean since the reset.
+    - **Forgetting.** An IF neuron integrates without bound: a neuron held below threshold by one scene sinks to
+      tens of thresholds below and stays silent long after the scene has changed; max-pooling over accumulated
+      counts keeps the old scene's maxima. Left as they are, a stream scores near zero mAP on a video that
+      changes scene every 4-16 frames. After every frame the membranes are therefore pulled toward their initial
+      potential, ``v ← v0·θ + leak·(v − v0·θ)``, and the max-pool accumulators scaled by ``pool_decay``. Both
+      roughly keep a steady input's mean rate (with ``v0 = ½`` the residual of a regular spike train averages
+      ``v0·θ``; a decayed max-pool of a constant input still emits ``maxpool(x)`` per step) while bounding the
+      memory to a few steps. ``leak = pool_decay = 1`` is the pure carry-over.
+
+    The first frame after :meth:`reset` equals a per-frame run with T = ``steps``.
+    """
+
+    def __init__(
+        self, network: SpikingNetwork, steps: int = 1, window: int | None = 4, leak: float = 0.25,
+        pool_decay: float = 0.5,
+    ) -> None:
+        super().__init__(network)
+        self.steps = check_timesteps(steps)[0]
+        self.window = window or None
+        if self.window is not None and (self.window < self.steps or self.window % self.steps):
+            raise ValueError(f"the read-out window ({window}) must be a multiple of the steps per frame ({steps})")
+        for name, value in (("leak", leak), ("pool decay", pool_decay)):
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"the {name} must be in [0, 1], got {value}")
+        self.leak, self.pool_decay = leak, pool_decay
+        self.readouts = [m for m in network.net.modules() if isinstance(m, ReadOut)]
+        self._forgetting = [m for m in self.neurons if leak < 1] + [
+            m for m in network.net.modules() if isinstance(m, SpikingMaxPool) and pool_decay < 1
+        ]
+        # per-frame input sums of the read-outs, for the frames before the current one inside the window
+        self._past: deque[list[torch.Tensor]] = deque(maxlen=self.window // self.steps - 1 if self.window else 0)
+        span = f"window {self.window}" if self.window else "running mean"
+        self.label = f"SNN stream {self.steps} step/frame, {span}"
+        network.ctx.record = True  # stream() records statistics when the context asks for them
+        self.reset()
+
+    def reset(self) -> None:
+        self.network.reset()
+        self._past.clear()
+        self.frames = 0
+
+    def _load_window(self) -> list[torch.Tensor | None]:
+        """Set each read-out's running sum and step count to those of the window's earlier frames."""
+        loaded = []
+        for i, readout in enumerate(self.readouts):
+            total = torch.stack([frame[i] for frame in self._past]).sum(0) if self._past else None
+            readout.total, readout.effective_steps = total, len(self._past) * self.steps or None
+            loaded.append(total)
+        return loaded
+
+    def _forget(self, module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
+        """Runs after each call of a neuron or max-pool (a forward hook, so each of SPPF's three pool call
+        sites decays its own state, which the module holds right after that call)."""
+        if isinstance(module, SpikingNeuron):
+            rest = module.v0 * module.threshold
+            module.v.sub_(rest).mul_(self.leak).add_(rest)
+        else:
+            module.accumulated.mul_(self.pool_decay)
+            module.pooled.mul_(self.pool_decay)
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        loaded = self._load_window() if self.window else None
+        hooks = [m.register_forward_hook(self._forget) for m in self._forgetting]  # only while streaming
+        try:
+            out = self._counted(lambda: self.network.stream(images, self.steps))
+        finally:
+            for hook in hooks:
+                hook.remove()
+        if loaded is not None and self._past.maxlen:
+            self._past.append([r.total if t is None else r.total - t for r, t in zip(self.readouts, loaded)])
+        self.frames += 1
+        return detect_output(out)
+
+
+def make_detector(
+    model: Any, timesteps: int = 4, stream_state: bool = False, steps_per_frame: int = 1, window: int | None = None,
+    leak: float = 0.25, pool_decay: float = 0.5,
+) -> FrameDetector:
+    """The detector for a loaded model: ANN; SNN at T per frame; or streaming (read-out window default: T)."""
+    if not isinstance(model, SpikingNetwork):
+        if stream_state:
+            raise ValueError("--stream-state carries spiking state over frames; the ANN (--ann) has none")
+        return AnnDetector(model)
+    if stream_state:
+        return StreamingDetector(model, steps_per_frame, timesteps if window is None else window, leak, pool_decay)
+    return SpikingDetector(model, timesteps)

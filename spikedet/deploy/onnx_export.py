@@ -1,0 +1,508 @@
+"""ONNX export of spiking detectors, verified against PyTorch with onnxruntime.
+
+Two graphs of a spiking network, both for batch 1 at a fixed input size:
+
+- **unrolled** (:class:`UnrolledSNN`): ``images → output``; T steps from a reset state, the Detect head's
+  decoded output ``[1, 4 + nc, A]`` before NMS, exactly what ``SpikingNetwork(x, T)`` returns.
+- **stateful** (:class:`SteppedSNN`): ``(images, reset, state…) → (output, state…)``; one time step with the
+  whole simulation state as explicit tensors — membrane potentials (and the counters of signed/CIF neurons),
+  the max-pool accumulators (one set per call site: SPPF calls its pool three times), the read-outs' running
+  sums and step counts. A streaming runtime starts with zero tensors and ``reset = true``, then feeds each
+  ``state_out.*`` back as ``state_in.*``; the output after t steps is the t-step read-out.
+
+The spiking kernels update their state in place and write into preallocated buffers, which the TorchScript
+tracer does not follow (it would bake the simulation into constants). So the forward is first made
+side-effect free: :func:`functional_graph` traces it with ``make_fx`` under ``functionalize`` (every in-place
+update becomes a pure op), then hands the resulting FX graph to ``torch.onnx.export(dynamo=False)``.
+
+Parity: onnxruntime and PyTorch run different float32 convolutions, so values differ in the last bits. The
+difference is measured with box coordinates divided by the input size (scores are in [0, 1] already); an image
+*matches* when it stays within :data:`TOLERANCE` = 1e-3 (0.3 px at 320 px, 0.001 in a score: invisible after
+NMS). Matching images agree to about 4e-7. But a spike (or a QCFS level in the ANN) is a threshold decision:
+when a potential lands within float32 rounding of its threshold, the two runtimes decide it differently, and
+the changed spike changes the inputs of the next layers, which flips more decisions there. Such an image then
+differs by 0.1-0.4. This is a property of the network, not of the export: on the trained YOLOv8n-QCFS at
+320 px, T=4, PyTorch disagrees with itself in the same way on 7 of 16 images when only the memory layout
+changes (channels_last), and onnxruntime on 5 of 16 (the ANN: 1 of 16). A wiring error (a state not fed back,
+a step missing, state baked in as a constant) changes every image instead. So a graph passes when at least
+:data:`MIN_MATCH` of the images (and at least one) match to rounding; the report gives the count, the median and
+the worst difference.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import math
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import torch
+from torch import nn
+from torch.func import functional_call, functionalize
+from torch.fx.experimental.proxy_tensor import make_fx
+
+from ..data import default_splits, load_dataset
+from ..engine.evaluate import build_snn, check_classes, load_detector
+from ..engine.inference import image_batches
+from ..recipes import get_recipe
+from ..spiking import (
+    OnlineSchedule, ReadOut, SpikingNetwork, SpikingNeuron, StatefulModule, check_timesteps, fold_batchnorm,
+)
+from ..spiking.bench import time_ms
+from .demo import check_imgsz
+from .detector import detect_output, resolve_weights
+
+__all__ = [
+    "DEFAULT_OPSET", "TOLERANCE", "MIN_MATCH", "ExportError", "UnrolledSNN", "SteppedSNN", "AnnGraph",
+    "functional_graph", "export_graph", "ort_session", "run_stateful", "parity_error", "onnx_latency",
+    "export_detector", "format_export",
+]
+
+DEFAULT_OPSET = 17
+TOLERANCE = 1e-3
+MIN_MATCH = 0.25
+STATE_IN, STATE_OUT = "state_in.", "state_out."
+
+
+class ExportError(ValueError):
+    """The export failed, or onnxruntime does not reproduce PyTorch within the tolerance."""
+
+
+class UnrolledSNN(nn.Module):
+    """``forward(images)``: T steps from a reset state → the decoded Detect output (before NMS)."""
+
+    def __init__(self, network: SpikingNetwork, timesteps: int = 4) -> None:
+        super().__init__()
+        self.network = network
+        self.timesteps = check_timesteps(timesteps)[0]
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return detect_output(self.network(images, self.timesteps))
+
+
+class AnnGraph(nn.Module):
+    """The ANN with the same output as the spiking graphs."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model.eval()
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return detect_output(self.model(images))
+
+
+class _CallSites(nn.Module):
+    """The k-th call of a forward goes to the k-th copy of a module, so each call site has its own module
+    (and state) instead of the state swapping a shared module does internally."""
+
+    def __init__(self, module: StatefulModule, calls: int) -> None:
+        super().__init__()
+        self.sites = nn.ModuleList(copy.deepcopy(module) for _ in range(calls))
+        self._run, self._next = -1, 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        run = self.sites[0].ctx.run
+        if run != self._run:
+            self._run, self._next = run, 0
+        self._next += 1
+        return self.sites[self._next - 1](x)
+
+
+class _TensorCountReadOut(ReadOut):
+    """A read-out for one step per call that keeps its step count as a tensor: in a traced graph the count is
+    then an input, where :class:`ReadOut` computes ``1/n`` in Python and the trace would bake it in."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.enter_call_site()
+        if self.ctx.steps != 1:
+            raise ValueError("the stateful export runs one step per call")
+        total = x if self.total is None else self.total + x
+        steps = torch.ones((), dtype=x.dtype) if self.effective_steps is None else self.effective_steps + 1
+        self.total, self.effective_steps = total, steps
+        return self.layer(total * steps.reciprocal())
+
+
+def _set_module(root: nn.Module, name: str, module: nn.Module) -> None:
+    parent, _, child = name.rpartition(".")
+    setattr(root.get_submodule(parent) if parent else root, child, module)
+
+
+class SteppedSNN(nn.Module):
+    """``forward(images, reset, *state) → (output, *next_state)``: one time step with explicit state.
+
+    Built on a copy of ``network`` (which is left reset) in which every stateful module has one call site and
+    the read-outs count steps in a tensor. ``state_names`` lists the state tensors (``<module>.<attribute>``) in
+    order, :meth:`zero_state` gives tensors of their shapes. Where ``reset`` is true the state inputs are
+    ignored and the reset state is used (potentials ``v0·θ``, everything else zero).
+    """
+
+    def __init__(self, network: SpikingNetwork, example: torch.Tensor) -> None:
+        super().__init__()
+        calls: dict[str, int] = {}
+        hooks = [
+            m.register_forward_pre_hook(lambda mod, args, name=name: calls.__setitem__(name, calls.get(name, 0) + 1))
+            for name, m in network.net.named_modules()
+            if isinstance(m, StatefulModule)
+        ]
+        network.reset()
+        network.stream(example, 1)  # counts the calls of every stateful module
+        network.reset()
+        for hook in hooks:
+            hook.remove()
+        net = copy.deepcopy(network.net)
+        for name, n in calls.items():
+            module = net.get_submodule(name)
+            if isinstance(module, ReadOut):
+                _set_module(net, name, _TensorCountReadOut(module.layer))
+            if n > 1:
+                _set_module(net, name, _CallSites(net.get_submodule(name), n))
+        self.network = SpikingNetwork(net, OnlineSchedule())
+        self.network.reset()
+        self.network.stream(example, 1)  # fills every state, giving names and shapes
+        self._slots = [
+            (name, module, attr)
+            for name, module in net.named_modules()
+            if isinstance(module, StatefulModule)
+            for attr in module.state_attrs
+        ]
+        self.state_names = [f"{name}.{attr}" for name, _, attr in self._slots]
+        self.state_shapes = [tuple(getattr(m, attr).shape) for _, m, attr in self._slots]
+        self.network.reset()
+
+    def zero_state(self) -> list[torch.Tensor]:
+        return [torch.zeros(shape) for shape in self.state_shapes]
+
+    def _reset_value(self, module: nn.Module, attr: str, state: torch.Tensor) -> torch.Tensor:
+        if isinstance(module, SpikingNeuron) and attr == "v":
+            return (module.v0 * module.threshold).to(state.dtype).expand(state.shape)
+        return torch.zeros_like(state)
+
+    def forward(self, images: torch.Tensor, reset: torch.Tensor, *state: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        for (_, module, attr), value in zip(self._slots, state):
+            setattr(module, attr, torch.where(reset, self._reset_value(module, attr, value), value))
+        output = detect_output(self.network.stream(images, 1))
+        return (output, *(getattr(module, attr) for _, module, attr in self._slots))
+
+
+# Writes into a slice of a buffer (``out[t] = ...`` in the spiking kernels) appear as select_scatter /
+# slice_scatter, which the TorchScript exporter lacks. A buffer written step by step is rebuilt as a stack of its
+# steps (:func:`_stack_step_buffers`); any other slice write becomes a concatenation.
+def _scatter_into(x: torch.Tensor, src: torch.Tensor, dim: int, start: int, end: int) -> torch.Tensor:
+    dim %= x.dim()
+    parts = [x.narrow(dim, 0, start), src, x.narrow(dim, end, x.shape[dim] - end)]
+    return torch.cat([p for p in parts if p.shape[dim] > 0], dim)
+
+
+def _select_scatter(x: torch.Tensor, src: torch.Tensor, dim: int, index: int) -> torch.Tensor:
+    index %= x.shape[dim]
+    return _scatter_into(x, src.unsqueeze(dim), dim, index, index + 1)
+
+
+def _slice_scatter(x: torch.Tensor, src: torch.Tensor, dim: int = 0, start: int | None = None,
+                   end: int | None = None, step: int = 1) -> torch.Tensor:
+    if step != 1:
+        raise ExportError("strided slice writes are not supported by the ONNX export")
+    size = x.shape[dim]
+    start = 0 if start is None else start % size if start < 0 else min(start, size)
+    end = size if end is None else end % size if end < 0 else min(end, size)
+    return _scatter_into(x, src, dim, start, end)
+
+
+_aten = torch.ops.aten
+# aten ops that only appear below the torch API, mapped back to what the exporter knows
+_ONNX_OPS = {
+    _aten.select_scatter.default: _select_scatter,
+    _aten.slice_scatter.default: _slice_scatter,
+    _aten._to_copy.default: lambda x, dtype=None, **_: x.clone() if dtype is None else x.to(dtype),
+    _aten.lift_fresh_copy.default: torch.clone,
+    _aten.copy.default: lambda dst, src, non_blocking=False: src.to(dst.dtype).expand_as(dst).clone(),
+    _aten._softmax.default: lambda x, dim, half_to_float: torch.softmax(x, dim),
+    _aten.upsample_nearest2d.default: lambda x, size, *_: nn.functional.interpolate(x, size=list(size), mode="nearest"),
+}
+
+
+def _stack_step_buffers(graph: torch.fx.Graph) -> None:
+    """Rewrite ``buf = empty([T, ...]); buf[t] = x_t for every t; ... buf[t] ...`` as ``stack(x_0 … x_T-1)``.
+
+    Reads ``select(buf, 0, t)`` after the write of step t become ``x_t``. Left as slice writes, each step would
+    copy the whole buffer, and the exporter would store the unwritten rest of the empty buffer as constants.
+    """
+    def is_write(node: torch.fx.Node) -> bool:
+        return node.op == "call_function" and node.target is _aten.select_scatter.default and node.args[2] == 0
+
+    def step(node: torch.fx.Node, index: int) -> int:  # a non-negative index along dim 0 of a node's value
+        return index % node.meta["val"].shape[0]
+
+    for node in graph.nodes:  # reads of a step already written
+        if node.op == "call_function" and node.target is _aten.select.int and node.args[1] == 0:
+            base, index = node.args[0], step(node.args[0], node.args[2])
+            while is_write(base) and step(base, base.args[3]) != index:
+                base = base.args[0]
+            if is_write(base):
+                node.replace_all_uses_with(base.args[1])
+    for node in list(graph.nodes):  # complete chains of writes into a fresh buffer
+        if not is_write(node) or any(is_write(user) for user in node.users):
+            continue
+        steps, base = {}, node
+        while is_write(base):
+            steps.setdefault(step(base, base.args[3]), base.args[1])
+            base = base.args[0]
+        fresh = base.op == "call_function" and base.target is _aten.empty.memory_format
+        if fresh and sorted(steps) == list(range(base.args[0][0])):
+            with graph.inserting_after(node):
+                stacked = graph.call_function(torch.stack, ([steps[t] for t in sorted(steps)], 0))
+            node.replace_all_uses_with(stacked)
+    graph.eliminate_dead_code()
+
+
+def functional_graph(module: nn.Module, inputs: Sequence[torch.Tensor]) -> torch.fx.GraphModule:
+    """A side-effect-free FX graph of ``module(*inputs)`` with the weights as constants, in ops the TorchScript
+    ONNX exporter knows.
+
+    The buffers of the stateful spiking modules (thresholds, initial potentials) enter the trace as inputs,
+    since the state built from them is updated in place, which functionalization allows only for tensors it
+    tracks; they become constants of the returned graph again.
+    """
+    lifted = {
+        f"{name}.{b}" if name else b: t
+        for name, m in module.named_modules()
+        if isinstance(m, StatefulModule)
+        for b, t in m.named_buffers(recurse=False)
+    }
+    names = list(lifted)
+
+    def run(buffers: list[torch.Tensor], *args: torch.Tensor) -> Any:
+        return functional_call(module, dict(zip(names, buffers)), args)
+
+    # fake tensors: shapes only, no arithmetic while tracing (several times faster); the weights stay real
+    # and are recorded as constants
+    with torch.no_grad():
+        traced = make_fx(functionalize(run, remove="mutations"), tracing_mode="fake", _allow_non_fake_inputs=True)(
+            [t.detach() for t in lifted.values()], *inputs
+        )
+    _stack_step_buffers(traced.graph)
+    graph, env, index = torch.fx.Graph(), {}, 0
+    for node in traced.graph.nodes:
+        if node.op == "placeholder" and index < len(names):
+            attr = f"lifted_{index}"
+            traced.register_buffer(attr, lifted[names[index]].detach().clone())
+            env[node] = graph.get_attr(attr)
+            index += 1
+            continue
+        env[node] = graph.node_copy(node, lambda n: env[n])
+        if node.op == "call_function" and node.target in _ONNX_OPS:
+            env[node].target = _ONNX_OPS[node.target]
+    return torch.fx.GraphModule(traced, graph)
+
+
+def export_graph(
+    module: nn.Module,
+    inputs: Sequence[torch.Tensor],
+    path: str | Path,
+    input_names: list[str],
+    output_names: list[str],
+    opset: int = DEFAULT_OPSET,
+    metadata: dict[str, Any] | None = None,
+) -> Path:
+    """Trace ``module`` (side-effect free, see :func:`functional_graph`), write it as ONNX, check it with
+    ``onnx.checker`` and verify that every input is used (nothing baked in as a constant)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    module.eval()  # the exporter restores the mode it finds; a wrapper left in training mode would leak it
+    # a stateless module (the ANN) traces as it is; a spiking one is made side-effect free first
+    stateful = any(isinstance(m, StatefulModule) for m in module.modules())
+    graph = functional_graph(module, inputs) if stateful else module
+    try:
+        with warnings.catch_warnings():  # the TorchScript exporter's deprecation and tracer notes
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                graph, tuple(inputs), str(path), dynamo=False, opset_version=opset,
+                input_names=input_names, output_names=output_names,
+            )
+    except torch.onnx.errors.OnnxExporterError as err:
+        raise ExportError(f"ONNX export failed: {err}") from None
+    model = onnx.load(str(path))
+    missing = [n for n in input_names if n not in {i.name for i in model.graph.input}]
+    if missing:
+        raise ExportError(f"the exported graph does not use its inputs {missing}: they were traced as constants")
+    for key, value in (metadata or {}).items():
+        model.metadata_props.add(key=key, value=value if isinstance(value, str) else json.dumps(value))
+    try:
+        onnx.checker.check_model(model, full_check=True)
+    except onnx.checker.ValidationError as err:
+        raise ExportError(f"the exported graph fails onnx.checker: {err}") from None
+    onnx.save(model, str(path))
+    return path
+
+
+def ort_session(path: str | Path, threads: int | None = None) -> ort.InferenceSession:
+    """A CPU onnxruntime session using ``threads`` intra-op threads (default: torch's)."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads or torch.get_num_threads()
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def run_stateful(session: ort.InferenceSession, images: np.ndarray, steps: int) -> list[np.ndarray]:
+    """Outputs of a stateful graph after each of ``steps`` steps from a reset, feeding its state back."""
+    state = {i.name: np.zeros(i.shape, dtype=np.float32) for i in session.get_inputs() if i.name.startswith(STATE_IN)}
+    outputs = []
+    for t in range(steps):
+        result = session.run(None, {"images": images, "reset": np.array(t == 0), **state})
+        outputs.append(result[0])
+        state = dict(zip(state, result[1:]))
+    return outputs
+
+
+def parity_error(got: np.ndarray, ref: np.ndarray, imgsz: int) -> tuple[float, float]:
+    """``(max abs difference, max difference with box coordinates in units of the input size)`` of two
+    ``[B, 4 + nc, A]`` Detect outputs."""
+    diff = np.abs(np.asarray(got, dtype=np.float64) - np.asarray(ref, dtype=np.float64))
+    return float(diff.max()), float(max(diff[:, :4].max() / imgsz, diff[:, 4:].max(initial=0.0)))
+
+
+def onnx_latency(
+    path: str | Path, module: nn.Module, image: torch.Tensor, warmup: int = 2, repeats: int = 10,
+    threads: int | None = None,
+) -> dict[str, float]:
+    """Median milliseconds per image of an ``images → output`` graph in onnxruntime and of ``module`` in
+    PyTorch, timed in turns so that load changes hit both alike."""
+    session = ort_session(path, threads)
+    feed = {"images": image.numpy()}
+    with torch.no_grad():
+        ort_t, torch_t = time_ms(
+            lambda: session.run(None, feed), lambda: module(image), warmup=warmup, repeats=repeats
+        )
+    return {"onnxruntime_ms": ort_t["median"], "pytorch_ms": torch_t["median"]}
+
+
+def _eval_images(config: dict, data: str | None, imgsz: int, count: int) -> list[torch.Tensor]:
+    """The first ``count`` images of the model's evaluation split, letterboxed, one tensor each."""
+    spec = data or config.get("dataset") or "synthetic"
+    dataset = load_dataset(spec, default_splits(spec)[1], class_names=config.get("class_names"))
+    check_classes(dataset, config)
+    return [images for images, _ in image_batches(dataset.records[:count], imgsz, 1)]
+
+
+Pairs = list[tuple[np.ndarray, np.ndarray]]  # (onnxruntime, PyTorch) outputs of one image
+
+
+def _parity(graph: str, path: Path, images: list[Pairs], imgsz: int, tol: float, min_match: float) -> dict:
+    """The report row of a graph: an image matches when all its outputs agree within ``tol``; the graph
+    passes when at least ``min_match`` of the images (and at least one) match."""
+    errors = [[parity_error(got, ref, imgsz) for got, ref in pairs] for pairs in images]
+    per_image = [max(e[1] for e in image) for image in errors]
+    matched = sum(e <= tol for e in per_image)
+    return {
+        "graph": graph, "path": str(path), "checker": True, "images_matched": matched, "images": len(per_image),
+        "median_diff": float(np.median(per_image)), "normalised_diff": max(per_image),
+        "max_abs_diff": max(e[0] for image in errors for e in image),
+        "ok": matched >= max(1, math.ceil(min_match * len(per_image))),
+    }
+
+
+def _export_unrolled(network: SpikingNetwork, samples: list[torch.Tensor], out: Path, timesteps: int, opset: int,
+                     meta: dict) -> list[Pairs]:
+    unrolled = UnrolledSNN(network, timesteps)
+    unrolled(samples[0])  # the Detect head caches its anchors for this input size before tracing
+    export_graph(unrolled, [samples[0]], out, ["images"], ["output"], opset,
+                 {"spikedet": {**meta, "graph": "snn-unrolled", "timesteps": timesteps}})
+    session = ort_session(out)
+    return [[(session.run(None, {"images": x.numpy()})[0], unrolled(x).numpy())] for x in samples]
+
+
+def _export_stateful(network: SpikingNetwork, samples: list[torch.Tensor], out: Path, timesteps: int, opset: int,
+                     meta: dict) -> list[Pairs]:
+    """Export one step; compare every step of a T-step onnxruntime run from reset with PyTorch's read-outs."""
+    stepped = SteppedSNN(network, samples[0])
+    usage = "zero tensors and reset=true on the first step, then feed each state_out.* back as state_in.*"
+    export_graph(
+        stepped, [samples[0], torch.tensor(True), *stepped.zero_state()], out,
+        ["images", "reset", *(STATE_IN + n for n in stepped.state_names)],
+        ["output", *(STATE_OUT + n for n in stepped.state_names)], opset,
+        {"spikedet": {**meta, "graph": "snn-stateful", "state": stepped.state_names, "usage": usage}},
+    )
+    session = ort_session(out)
+    images = []
+    for x in samples:
+        ref = network.anytime(x, list(range(1, timesteps + 1)))
+        steps = run_stateful(session, x.numpy(), timesteps)
+        images.append([(got, detect_output(ref[t + 1]).numpy()) for t, got in enumerate(steps)])
+    return images
+
+
+def _export_ann(model: nn.Module, samples: list[torch.Tensor], out: Path, opset: int, meta: dict) -> list[Pairs]:
+    ann = AnnGraph(fold_batchnorm(copy.deepcopy(model)))
+    with torch.no_grad():
+        ann(samples[0])
+        export_graph(ann, [samples[0]], out, ["images"], ["output"], opset, {"spikedet": {**meta, "graph": "ann"}})
+        session = ort_session(out)
+        return [[(session.run(None, {"images": x.numpy()})[0], ann(x).numpy())] for x in samples]
+
+
+def export_detector(
+    weights: str | Path | None = None,
+    out: str | Path = "model.onnx",
+    timesteps: int = 4,
+    imgsz: int | None = None,
+    stateful: bool = False,
+    opset: int = DEFAULT_OPSET,
+    data: str | None = None,
+    images: int = 16,
+    tolerance: float = TOLERANCE,
+    min_match: float = MIN_MATCH,
+    method: str = "qcfs",
+    with_ann: bool = True,
+) -> dict[str, Any]:
+    """Export a checkpoint's spiking detector (unrolled over T, or ``stateful``) to ``out`` and, for an ANN
+    checkpoint (unless ``with_ann`` is False), its ANN to ``<out>_ann.onnx``; run each graph in onnxruntime
+    on ``images`` letterboxed images of the model's evaluation split and compare with PyTorch.
+
+    Returns the report; a graph's ``ok`` is False when fewer than ``min_match`` of the images agree within
+    ``tolerance`` (see the module docstring).
+    """
+    timesteps = check_timesteps(timesteps)[0]
+    if images < 1:
+        raise ValueError(f"--images must be >= 1, got {images}")
+    path = resolve_weights(weights)
+    kind, model, config = load_detector(path)
+    network = build_snn(model, get_recipe(method)) if kind == "ann" else model
+    imgsz = check_imgsz(imgsz or int(config.get("imgsz", 320)))
+    samples = _eval_images(config, data, imgsz, images)
+    out = Path(out)
+    meta = {"weights": str(path), "imgsz": imgsz, "class_names": config.get("class_names"), "opset": opset}
+    exports = [
+        ("snn-stateful", out, lambda: _export_stateful(network, samples, out, timesteps, opset, meta)) if stateful
+        else ("snn-unrolled", out, lambda: _export_unrolled(network, samples, out, timesteps, opset, meta))
+    ]
+    if kind == "ann" and with_ann:
+        ann_path = out.with_name(f"{out.stem}_ann.onnx")
+        exports.append(("ann", ann_path, lambda: _export_ann(model, samples, ann_path, opset, meta)))
+    graphs = [_parity(name, path, run(), imgsz, tolerance, min_match) for name, path, run in exports]
+    return {
+        "opset": opset, "imgsz": imgsz, "timesteps": timesteps, "images": len(samples), "tolerance": tolerance,
+        "min_match": min_match, "graphs": graphs, "ok": all(g["ok"] for g in graphs),
+    }
+
+
+def format_export(report: dict[str, Any]) -> str:
+    """The report as a text table."""
+    lines = [
+        f"ONNX opset {report['opset']}, {report['imgsz']} px, T={report['timesteps']}: onnxruntime vs PyTorch on "
+        f"{report['images']} images of the evaluation split",
+        f"difference normalised by the output scale (boxes / input size, scores), tolerance {report['tolerance']:g}; "
+        f"a graph passes when at least {report['min_match']:.0%} of the images match",
+        f"{'graph':<13} {'matched':>8} {'median':>9} {'worst':>9} {'max |diff|':>10} {'ok':>3}  path",
+    ]
+    for g in report["graphs"]:
+        lines.append(
+            f"{g['graph']:<13} {g['images_matched']:>4}/{g['images']:<3} {g['median_diff']:>9.2g} "
+            f"{g['normalised_diff']:>9.2g} {g['max_abs_diff']:>10.3g} {'yes' if g['ok'] else 'NO':>3}  {g['path']}"
+        )
+    return "\n".join(lines)

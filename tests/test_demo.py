@@ -1,0 +1,199 @@
+"""The live demo on a tiny trained model: headless runs on a generated video, streaming read-outs, bad sources."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from spikedet.data import load_dataset
+from spikedet.deploy import (
+    SourceError, SpikingDetector, StreamingDetector, VideoSource, load_model, make_detector, make_video, process_video,
+    run_demo,
+)
+from spikedet.deploy.stream_eval import stream_accuracy
+from spikedet.engine.inference import letterbox, to_tensor
+from spikedet.spiking import QCFS, ReadOut, SpikingMaxPool, SpikingNeuron
+
+ROOT = Path(__file__).resolve().parents[1]
+HOLD = 2
+# a 1-epoch model scores far below the default 0.25; a low threshold still shows that boxes come out
+CONF = 0.001
+
+
+@pytest.fixture(scope="module")
+def val(tiny_yolo_checkpoint: tuple[Path, Path]):
+    return load_dataset(tiny_yolo_checkpoint[1], "val")
+
+
+@pytest.fixture(scope="module")
+def video(val, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_video(val.records, tmp_path_factory.mktemp("video") / "clip.mp4", fps=10, hold=HOLD)
+
+
+def _frames(path: Path) -> list:
+    with VideoSource(str(path)) as source:
+        return list(source)
+
+
+def test_make_video_holds_each_image(video: Path, val) -> None:
+    frames = _frames(video)
+    assert len(frames) == len(val.records) * HOLD
+    assert frames[0].shape == (64, 64, 3)
+
+
+def test_demo_headless_saves_annotated_video(tiny_yolo_checkpoint, video: Path, tmp_path: Path) -> None:
+    weights, _ = tiny_yolo_checkpoint
+    out = tmp_path / "annotated.mp4"
+    summary = run_demo(str(video), weights, timesteps=2, imgsz=64, save=out, show=False, conf=CONF, progress=False)
+    frames_in = len(_frames(video))
+    assert summary.frames == frames_in and summary.error is None
+    assert summary.detections > 0
+    assert summary.firing_rate is not None and 0.0 <= summary.firing_rate < 1.0
+    assert summary.mode == "SNN T=2" and set(summary.stage_ms) >= {"capture", "network", "nms", "overlay"}
+    saved = _frames(out)
+    assert len(saved) == frames_in and saved[0].shape == (64, 64, 3)
+    assert "frames" in summary.format() and summary.to_dict()["fps"] > 0
+
+
+def test_demo_ann_and_max_frames(tiny_yolo_checkpoint, video: Path) -> None:
+    summary = run_demo(str(video), tiny_yolo_checkpoint[0], imgsz=64, show=False, ann=True, conf=CONF,
+                       max_frames=3, progress=False)
+    assert summary.mode == "ANN" and summary.frames == 3 and summary.firing_rate is None
+
+
+def test_stream_state_runs_and_starts_from_reset(tiny_yolo_checkpoint, video: Path) -> None:
+    weights, _ = tiny_yolo_checkpoint
+    summary = run_demo(str(video), weights, imgsz=64, show=False, stream_state=True, conf=CONF, progress=False)
+    assert summary.frames == len(_frames(video)) and summary.mode.startswith("SNN stream 1 step/frame")
+
+    network, _ = load_model(weights)
+    x = to_tensor([letterbox(_frames(video)[0], 64)])
+    stream = StreamingDetector(network, steps=1, window=4)
+    first = stream(x)
+    assert torch.equal(first, SpikingDetector(network, 1)(x))
+    stream.reset()
+    assert torch.equal(stream(x), first)
+
+
+def _firing_network(weights: Path):
+    """The tiny model with its clip levels shrunk 20x so that it fires (a 1-epoch model barely does)."""
+    from spikedet.engine.evaluate import build_snn, load_ann
+    from spikedet.recipes import get_recipe
+
+    ann, _ = load_ann(weights)
+    for q in ann.modules():
+        if isinstance(q, QCFS):
+            q.clip.data *= 0.05
+    return build_snn(ann, get_recipe("qcfs"))
+
+
+@pytest.mark.parametrize("steps, window", [(1, 3), (2, 4), (1, 0)])
+def test_stream_readout_averages_the_window(tiny_yolo_checkpoint, steps: int, window: int) -> None:
+    """The read-out of each frame is the layer applied to the mean input of the last ``window`` steps (all
+    steps since the reset for window 0), while the neurons run on without reset."""
+    network = _firing_network(tiny_yolo_checkpoint[0])
+    readout = next(m for m in network.net.modules() if isinstance(m, ReadOut))
+    inputs, outputs = [], []
+    hooks = [
+        readout.register_forward_pre_hook(lambda m, args: inputs.extend(args[0].split(1))),
+        readout.register_forward_hook(lambda m, args, out: outputs.append(out[-1:])),
+    ]
+    detector = StreamingDetector(network, steps, window, leak=1.0, pool_decay=1.0)  # pure carry-over fires more
+    images = torch.rand(5, 1, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    for frame in images:
+        detector(frame)
+    for hook in hooks:
+        hook.remove()
+    assert any(x.abs().sum() > 0 for x in inputs), "the read-out input must carry spikes for this test to mean anything"
+    for f, out in enumerate(outputs):
+        seen = inputs[: (f + 1) * steps]
+        span = seen[-window:] if window else seen
+        expected = readout.layer(torch.stack(span).mean(0))
+        torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_stream_forgets_between_frames(tiny_yolo_checkpoint) -> None:
+    """After each frame membranes move toward their initial potential by ``leak`` and max-pools decay."""
+    network = _firing_network(tiny_yolo_checkpoint[0])
+    neurons = [m for m in network.net.modules() if isinstance(m, SpikingNeuron)]
+    pool = next(m for m in network.net.modules() if isinstance(m, SpikingMaxPool))
+    x = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    StreamingDetector(network, leak=1.0, pool_decay=1.0)(x)
+    kept = [n.v.clone() for n in neurons]
+    pooled = pool.pooled.clone()
+    StreamingDetector(network, leak=0.5, pool_decay=0.25)(x)
+    for n, v in zip(neurons, kept):
+        rest = n.v0 * n.threshold
+        torch.testing.assert_close(n.v, rest + 0.5 * (v - rest))
+    torch.testing.assert_close(pool.pooled, 0.25 * pooled)
+    assert any((v != n.v0 * n.threshold).any() for n, v in zip(neurons, kept))
+    network.anytime(x, [1])  # the forgetting hooks are gone: a plain one-step run ends where the pure stream did
+    for n, v in zip(neurons, kept):
+        torch.testing.assert_close(n.v, v)
+
+
+def test_stream_window_must_fit_the_steps(tiny_yolo_checkpoint) -> None:
+    network, _ = load_model(tiny_yolo_checkpoint[0])
+    with pytest.raises(ValueError, match="multiple of the steps per frame"):
+        make_detector(network, 4, stream_state=True, steps_per_frame=3)
+
+
+def test_stream_accuracy_rows(tiny_yolo_checkpoint, val) -> None:
+    network, _ = load_model(tiny_yolo_checkpoint[0])
+    result = stream_accuracy(network, val, 64, timesteps=2, hold=HOLD)
+    assert result["frames"] == len(val.records) * HOLD
+    modes = [(r["mode"], r["steps_per_frame"], r["window"], r["leak"], r["pool_decay"]) for r in result["rows"]]
+    assert modes == [
+        ("per-frame", 1, None, None, None), ("per-frame", 2, None, None, None), ("stream", 1, 2, 0.25, 0.5),
+        ("stream", 1, 2, 1.0, 1.0), ("stream", 1, None, 0.25, 0.5),
+    ]
+    assert all(0.0 <= r["map50_95"] <= r["map50"] <= 1.0 for r in result["rows"])
+
+
+def test_live_source_that_stops_ends_the_run(tiny_yolo_checkpoint, video: Path, tmp_path: Path) -> None:
+    """A stream that drops is reopened, then the run ends with an error; the frames before it count."""
+    copy = tmp_path / "live.mp4"
+    shutil.copy(video, copy)
+    source = VideoSource(str(copy), reconnects=2, reconnect_delay=0.0)
+    source.kind, source.live = "stream", True  # the file plays a live stream; once it is gone, reconnecting fails
+    copy.unlink()
+    network, config = load_model(tiny_yolo_checkpoint[0])
+    summary = process_video("live", make_detector(network, 1), 64, config["class_names"], progress=False, video=source)
+    assert summary.frames == len(_frames(video))
+    assert "stopped delivering frames (2 reconnect attempts failed)" in summary.error
+
+
+def test_unreachable_stream_gives_up(tmp_path: Path) -> None:
+    with pytest.raises(SourceError, match=r"cannot open stream rtsp://127\.0\.0\.1:9/none \(2 attempts"):
+        VideoSource("rtsp://127.0.0.1:9/none", timeout=1.0, reconnects=1, reconnect_delay=0.0)
+    junk = tmp_path / "junk.mp4"
+    junk.write_bytes(b"not a video" * 100)
+    with pytest.raises(SourceError, match="cannot read video .*junk.mp4"):
+        VideoSource(str(junk))
+
+
+@pytest.mark.parametrize(
+    "source, message",
+    [
+        ("missing.mp4", "error: video file not found: missing.mp4"),
+        ("99", "error: camera 99 is not available"),
+        ("junk.mp4", "error: cannot read video"),  # FFmpeg's own complaint must not reach the terminal
+    ],
+)
+def test_bad_source_fails_with_one_line(source: str, message: str, tmp_path: Path) -> None:
+    if source == "junk.mp4":
+        source = str(tmp_path / source)
+        Path(source).write_bytes(b"not a video" * 100)
+    proc = subprocess.run(
+        [sys.executable, "tools/demo.py", "--source", source, "--no-show"], cwd=ROOT, capture_output=True, text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [proc.stderr.strip()]
+    assert proc.stderr.startswith(message)
+    assert "Traceback" not in proc.stderr + proc.stdout
+

@@ -1,0 +1,65 @@
+#!/usr/bin/env python
+"""Live spiking object detection on a camera, a video file or a network stream.
+
+    python tools/demo.py                                   # camera 0, shipped model (qcfs), T=4, window (q quits)
+    python tools/demo.py --source clip.mp4 --no-show --save out.mp4
+    python tools/demo.py --source rtsp://host/stream --stream-state      # state carries over, 1 step per frame
+    python tools/demo.py --source clip.mp4 --ann                         # the ANN, for comparison
+
+--stream-state keeps the membrane state from frame to frame and simulates --steps-per-frame steps per frame; the
+read-out averages the last --window steps (default: T), and membranes and max-pools forget old scenes (--leak,
+--pool-decay). The overlay shows boxes, FPS, T, the mean firing rate and a per-layer firing-rate bar chart.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from spikedet.cli import run_cli  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--source", default="0", help="camera index, video file or stream URL (default: 0)")
+    parser.add_argument("--weights", default=None, help="spikedet ANN or SNN checkpoint (default: the shipped model)")
+    parser.add_argument("--T", type=int, default=4,
+                        help="time steps per frame (stream mode: the default read-out window)")
+    parser.add_argument("--imgsz", type=int, default=None, help="input size (default: the model's, 320 shipped)")
+    parser.add_argument("--save", default=None, help="write the annotated video here (mp4)")
+    parser.add_argument("--no-show", action="store_true", help="no window (servers, CI)")
+    parser.add_argument("--stream-state", action="store_true", help="carry the membrane state over between frames")
+    parser.add_argument("--steps-per-frame", type=int, default=1, help="stream mode: time steps per frame")
+    parser.add_argument("--window", type=int, default=None,
+                        help="stream mode: read-out over the last N steps (default: T; 0: all steps since start)")
+    parser.add_argument("--leak", type=float, default=0.25,
+                        help="stream mode: fraction of each membrane's offset from its initial potential kept "
+                             "per frame (1: pure carry-over)")
+    parser.add_argument("--pool-decay", type=float, default=0.5,
+                        help="stream mode: fraction of the max-pool accumulators kept per frame (1: no decay)")
+    parser.add_argument("--ann", action="store_true", help="run the quantized ANN instead, for comparison")
+    parser.add_argument("--conf", type=float, default=0.25, help="score threshold")
+    parser.add_argument("--iou", type=float, default=0.7, help="NMS IoU threshold")
+    parser.add_argument("--max-frames", type=int, default=None, help="stop after N frames")
+    args = parser.parse_args()
+
+    def job() -> None:
+        from spikedet.deploy.demo import run_demo
+        from spikedet.deploy.video import SourceError
+
+        summary = run_demo(
+            args.source, args.weights, args.T, args.imgsz, args.save, not args.no_show, args.stream_state,
+            args.steps_per_frame, args.window, args.leak, args.pool_decay, args.ann, args.conf, args.iou,
+            args.max_frames,
+        )
+        print(summary.format())
+        if summary.error:
+            raise SourceError(summary.error)
+
+    run_cli(job)
+
+
+if __name__ == "__main__":
+    main()
