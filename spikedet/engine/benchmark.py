@@ -10,7 +10,7 @@ from ..data import default_splits, export_ultralytics, load_dataset
 from ..models.yolo_validate import validate_ultralytics
 from ..recipes import get_recipe
 from ..eval.plots import plot_methods
-from .evaluate import check_classes, evaluate_ann, load_ann
+from .evaluate import eval_dataset, evaluate_ann, load_ann
 from .recipe_run import run_recipe
 
 __all__ = [
@@ -29,14 +29,12 @@ def benchmark_yolo(
 ) -> dict[str, Any]:
     """pycocotools mAP of each model, the ultralytics-validator mAP of the ANNs, SNN energy and timing."""
     qcfs, config = load_ann(qcfs_weights)
-    data = data or config["dataset"]
-    train_split, eval_split = default_splits(data)
-    dataset = load_dataset(data, eval_split, class_names=config["class_names"])
-    check_classes(dataset, config)
+    dataset, data = eval_dataset(config, data)
     imgsz = imgsz or config.get("imgsz", 320)
     # the validator reads an ultralytics dataset; only its val split is used here
-    data_yaml = export_ultralytics(load_dataset(data, train_split, class_names=config["class_names"]), dataset)
-    rows: dict[str, Any] = {"dataset": f"{data}:{eval_split}", "imgsz": imgsz, "method": method, "models": {}}
+    train = load_dataset(data, default_splits(data)[0], class_names=config["class_names"])
+    data_yaml = export_ultralytics(train, dataset)
+    rows: dict[str, Any] = {"dataset": f"{data}:{dataset.split}", "imgsz": imgsz, "method": method, "models": {}}
 
     models = [("QCFS ANN", qcfs_weights)] + ([("SiLU ANN", silu_weights)] if silu_weights else [])
     for name, weights in models:
@@ -96,16 +94,11 @@ def benchmark_methods(
 ) -> dict[str, Any]:
     """Every recipe on one ANN: per recipe and T the metrics, steps_total, firing rate, SOPs, energy and time."""
     ann, config = load_ann(weights)
-    data = data or config["dataset"]
-    _, eval_split = default_splits(data)
-    dataset = load_dataset(data, eval_split, class_names=config["class_names"])
-    check_classes(dataset, config)
-    if max_images:
-        dataset.records = dataset.records[:max_images]
+    dataset, data = eval_dataset(config, data, max_images=max_images)
     imgsz = imgsz or config.get("imgsz", 320)
     ann_metrics, _ = evaluate_ann(ann, dataset, imgsz, batch)
     ann_metrics.pop("coco_lines")
-    rows: dict[str, Any] = {"dataset": f"{data}:{eval_split}", "weights": str(weights), "imgsz": imgsz, "ann": ann_metrics, "methods": {}}
+    rows: dict[str, Any] = {"dataset": f"{data}:{dataset.split}", "weights": str(weights), "imgsz": imgsz, "ann": ann_metrics, "methods": {}}
     for method in methods:
         start = time.perf_counter()
         metrics, _, _, _, _ = run_recipe(

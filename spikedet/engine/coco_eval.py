@@ -5,11 +5,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..data import default_splits, load_dataset
 from ..eval.coco import save_coco_results
 from ..recipes import Recipe, get_recipe
 from ..spiking.runtime import check_timesteps
-from .evaluate import DEFAULT_WEIGHTS, build_snn, check_classes, evaluate_ann, evaluate_snn, load_detector
+from .evaluate import DEFAULT_WEIGHTS, build_snn, eval_dataset, evaluate_ann, evaluate_snn, load_detector
 
 __all__ = ["evaluate_checkpoint"]
 
@@ -34,17 +33,12 @@ def evaluate_checkpoint(
     timesteps = sorted(set(check_timesteps(list(timesteps))))
     weights = Path(weights) if weights else DEFAULT_WEIGHTS
     kind, model, config = load_detector(weights)
-    data = data or config.get("dataset") or "synthetic"
-    split = split or default_splits(data)[1]
-    dataset = load_dataset(data, split, class_names=config.get("class_names"))
-    check_classes(dataset, config)
-    if max_images:
-        dataset.records = dataset.records[:max_images]
+    dataset, data = eval_dataset(config, data, split, max_images)
     imgsz = imgsz or config.get("imgsz", 320)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
 
-    summary: dict[str, Any] = {"dataset": f"{data}:{split}", "weights": str(weights), "imgsz": imgsz, "images": len(dataset)}
+    summary: dict[str, Any] = {"dataset": f"{data}:{dataset.split}", "weights": str(weights), "imgsz": imgsz, "images": len(dataset)}
     lines: dict[str, list[str]] = {}
     if kind == "ann":
         recipe = get_recipe(method)

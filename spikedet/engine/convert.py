@@ -6,11 +6,10 @@ from pathlib import Path
 from typing import Any
 
 from ..checkpoint import save_checkpoint
-from ..data import default_splits, load_dataset
 from ..eval.plots import plot_map_vs_timesteps
 from ..recipes import get_recipe
 from ..spiking.runtime import check_timesteps
-from .evaluate import DEFAULT_WEIGHTS, check_classes, evaluate_ann, load_ann
+from .evaluate import DEFAULT_WEIGHTS, eval_dataset, evaluate_ann, load_ann
 from .recipe_run import run_recipe
 
 __all__ = ["convert_detector", "format_table"]
@@ -41,12 +40,7 @@ def convert_detector(
     timesteps = sorted(set(check_timesteps(list(timesteps))))
     weights = Path(weights) if weights else DEFAULT_WEIGHTS
     ann, config = load_ann(weights)
-    data = data or config.get("dataset") or "synthetic"
-    split = split or default_splits(data)[1]
-    dataset = load_dataset(data, split, class_names=config.get("class_names"))
-    check_classes(dataset, config)
-    if max_images:
-        dataset.records = dataset.records[:max_images]
+    dataset, data = eval_dataset(config, data, split, max_images)
     print(dataset.summary())
     imgsz = imgsz or config.get("imgsz", 320)
     recipe = get_recipe(method)
@@ -60,7 +54,7 @@ def convert_detector(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     results = {
-        "dataset": f"{data}:{split}",
+        "dataset": f"{data}:{dataset.split}",
         "method": method,
         "weights": str(weights),
         "imgsz": imgsz,

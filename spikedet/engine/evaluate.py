@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from ..checkpoint import load_checkpoint
+from ..data import default_splits, load_dataset
 from ..data.records import DatasetError, DetectionDataset
 from ..eval.coco import evaluate_coco
 from ..eval.detections import ImageDetections
@@ -21,7 +22,8 @@ from ..spiking.runtime import SpikingNetwork, check_timesteps
 from .inference import predict_dataset
 
 __all__ = [
-    "DEFAULT_WEIGHTS", "load_ann", "load_snn", "load_detector", "check_classes", "evaluate_ann", "evaluate_snn",
+    "DEFAULT_WEIGHTS", "load_ann", "load_snn", "load_detector", "check_classes", "eval_dataset", "evaluate_ann",
+    "evaluate_snn",
 ]
 
 DEFAULT_WEIGHTS = Path(__file__).resolve().parents[2] / "weights" / "yolov8n_qcfs_l4_synthetic.pt"
@@ -65,6 +67,19 @@ def check_classes(dataset: DetectionDataset, config: dict) -> None:
             f"dataset classes {dataset.class_names} differ from the model's {names}; "
             "evaluate on the data the model was trained for, or retrain"
         )
+
+
+def eval_dataset(
+    config: dict, data: str | Path | None = None, split: str | None = None, max_images: int | None = None
+) -> tuple[DetectionDataset, str]:
+    """The evaluation split of ``data`` (default: the dataset the model was trained on) checked against the
+    model's classes, optionally cut to its first ``max_images`` images; returns it with the data spec used."""
+    data = data or config.get("dataset") or "synthetic"
+    dataset = load_dataset(data, split or default_splits(data)[1], class_names=config.get("class_names"))
+    check_classes(dataset, config)
+    if max_images:
+        dataset.records = dataset.records[:max_images]
+    return dataset, str(data)
 
 
 def _metrics(dataset: DetectionDataset, dets: list[ImageDetections]) -> dict[str, Any]:
