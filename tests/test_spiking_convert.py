@@ -361,5 +361,5 @@ def test_yolov8_single_step_is_exact(yolo):
 def test_build_yolo_rejects_later_yolos():
     from spikedet.models.yolo import build_yolo
 
-    with pytest.raises(ValueError, match="yolo11n"):
+    with pytest.raises(ValueError, match="yolo11n: only YOLOv8 is supported .*attention"):
         build_yolo("yolo11n")

@@ -40,10 +40,10 @@ def _model_yaml(model: str | dict, width: float | None, depth: float | None) -> 
         name = str(model)
         if _MODEL_NAME.match(name):
             name += ".yaml"
-        if not re.match(r"^yolov8[nsmlx]?\.yaml$", name) and not name.endswith((".yaml", ".yml")):
-            raise ValueError(f"unknown model '{model}': use yolov8n/s/m/l/x or a YOLOv8 model yaml")
         if re.match(r"^yolo(11|12|26|v10)", name):
             raise ValueError(f"{name}: only YOLOv8 is supported for conversion (later YOLOs contain attention)")
+        if not name.endswith((".yaml", ".yml")):
+            raise ValueError(f"unknown model '{model}': use yolov8n/s/m/l/x or a YOLOv8 model yaml")
         cfg = yaml_model_load(name)
     if width is not None or depth is not None:
         scale = cfg.get("scale") or "n"
