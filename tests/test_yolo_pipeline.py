@@ -151,3 +151,33 @@ def test_fine_tune_from_checkpoint(tiny_ann: Path, tiny_data: Path, tmp_path: Pa
     save_checkpoint(silu, model, "ann", config)
     path = train_detector(tiny_data, tmp_path / "ft", epochs=1, init=silu, **TINY)
     assert load_checkpoint(path)[0]["init"] == str(silu)
+
+
+def test_ultralytics_validator_and_predictor_accept_ann_and_snn(tiny_ann: Path, tiny_data: Path) -> None:
+    """The QCFS model is a plain ultralytics DetectionModel; the converted one poses as one for the validator."""
+    from spikedet.data import export_ultralytics, load_dataset
+    from spikedet.engine.evaluate import build_snn
+    from spikedet.env import import_ultralytics
+    from spikedet.models.yolo_validate import UltralyticsSpikingModel, validate_ultralytics
+    from spikedet.recipes import get_recipe
+
+    model, config = load_ann(tiny_ann)
+    train, val = load_dataset(tiny_data, "train"), load_dataset(tiny_data, "val")
+    data_yaml = export_ultralytics(train, val)
+    names = dict(enumerate(config["class_names"]))
+    network = build_snn(model, get_recipe("qcfs"))
+    spiking = UltralyticsSpikingModel(network, 2, model.stride, names)
+    images = torch.rand(2, 3, 64, 64)
+    torch.testing.assert_close(spiking(images)[0], network(images, 2)[0])
+    for candidate in (model, spiking):
+        metrics = validate_ultralytics(candidate, data_yaml, imgsz=64, batch=4)
+        assert set(metrics) == {"map50_95", "map50"} and 0.0 <= metrics["map50_95"] <= metrics["map50"] <= 1.0
+
+    import_ultralytics()
+    from ultralytics import YOLO
+
+    model.names = names
+    yolo = YOLO("yolov8n.yaml", task="detect")
+    yolo.model = model
+    results = yolo.predict(val.records[0].path, imgsz=64, conf=0.001, verbose=False)
+    assert len(results) == 1 and results[0].boxes is not None
