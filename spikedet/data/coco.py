@@ -12,7 +12,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .records import DatasetError, DetectionDataset, ImageRecord, image_size, sanitize_boxes
+from .records import DatasetError, DetectionDataset, ImageRecord, probe_image, sanitize_boxes
 
 __all__ = ["read_coco", "write_coco_json", "find_coco_image_dir"]
 
@@ -88,12 +88,8 @@ def read_coco(root: str | Path, split: str, class_names: Sequence[str] | None = 
     records = []
     for img in sorted(data["images"], key=lambda im: im["id"]):
         file = image_dir / img["file_name"]
-        if not file.is_file():
-            warnings["image missing (skipped)"] += 1
-            continue
-        size = image_size(file)
+        size = probe_image(file, warnings)
         if size is None:
-            warnings["image unreadable (skipped)"] += 1
             continue
         if size != (img.get("width"), img.get("height")):
             warnings["json size differs from image (image used)"] += 1

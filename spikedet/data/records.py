@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-__all__ = ["ImageRecord", "DetectionDataset", "DatasetError", "image_size", "sanitize_boxes", "MIN_BOX_SIDE"]
+__all__ = ["ImageRecord", "DetectionDataset", "DatasetError", "image_size", "probe_image", "sanitize_boxes", "MIN_BOX_SIDE"]
 
 # A kept box must span more than this many pixels on each axis: anything thinner is a stray click or a
 # sliver cut off by the image border, has no usable IoU, and only adds noise to training and evaluation.
@@ -102,6 +102,18 @@ def image_size(path: str | Path) -> tuple[int, int] | None:
         return None
     except ImportError:  # ultralytics patches Image.open to fetch a HEIF plugin for unidentified files; offline
         return None  # that import fails, and the file is just as unreadable
+    return size
+
+
+def probe_image(path: str | Path | None, warnings: Counter) -> tuple[int, int] | None:
+    """``(width, height)`` of an image to keep, or ``None`` (counted in ``warnings``) for one to skip: missing
+    (``path`` is None or no file) or unreadable."""
+    if path is None or not Path(path).is_file():
+        warnings["image missing (skipped)"] += 1
+        return None
+    size = image_size(path)
+    if size is None:
+        warnings["image unreadable (skipped)"] += 1
     return size
 
 

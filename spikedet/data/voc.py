@@ -18,7 +18,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .records import DatasetError, DetectionDataset, ImageRecord, image_size, sanitize_boxes
+from .records import DatasetError, DetectionDataset, ImageRecord, probe_image, sanitize_boxes
 
 __all__ = ["read_voc", "read_split_ids"]
 
@@ -76,12 +76,8 @@ def _parse(root: Path, stem: str, image_id: int, warnings: Counter) -> _Parsed |
         warnings["annotation unreadable (image skipped)"] += 1
         return None
     image = _find_image(root, stem, tree.findtext("filename"))
-    if image is None:
-        warnings["image missing (skipped)"] += 1
-        return None
-    size = image_size(image)
+    size = probe_image(image, warnings)
     if size is None:
-        warnings["image unreadable (skipped)"] += 1
         return None
     declared = _xml_size(tree)
     if declared is None:

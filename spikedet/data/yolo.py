@@ -19,7 +19,7 @@ import numpy as np
 import yaml
 
 from ..env import cache_dir
-from .records import DatasetError, DetectionDataset, ImageRecord, image_size, sanitize_boxes
+from .records import DatasetError, DetectionDataset, ImageRecord, probe_image, sanitize_boxes
 
 __all__ = ["read_yolo", "export_ultralytics", "find_dataset_yaml", "IMAGE_SUFFIXES"]
 
@@ -153,12 +153,8 @@ def read_yolo(data: str | Path, split: str, class_names: Sequence[str] | None = 
     warnings: Counter = Counter()
     records = []
     for i, image in enumerate(images):
-        if not image.is_file():
-            warnings["image missing (skipped)"] += 1
-            continue
-        size = image_size(image)
+        size = probe_image(image, warnings)
         if size is None:
-            warnings["image unreadable (skipped)"] += 1
             continue
         label_file = _label_path(image)
         if label_file.is_file():
