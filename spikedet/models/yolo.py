@@ -17,7 +17,7 @@ from ..env import import_ultralytics
 from ..spiking.quant import QCFS
 
 __all__ = [
-    "ATTENTION_BLOCKS", "build_yolo", "check_convertible", "quantize_yolo", "yolo_config", "yolo_from_config",
+    "ATTENTION_BLOCKS", "build_yolo", "check_convertible", "model_yaml", "quantize_yolo", "yolo_config", "yolo_from_config",
     "yolo_analog", "yolo_readouts",
 ]
 
@@ -29,7 +29,7 @@ ATTENTION_BLOCKS = (
 _MODEL_NAME = re.compile(r"^yolov8([nsmlx])$")
 
 
-def _model_yaml(model: str | dict, width: float | None, depth: float | None) -> dict:
+def model_yaml(model: str | dict, width: float | None, depth: float | None) -> dict:
     """Resolve ``yolov8n``-style names (or a yaml path / dict) to an ultralytics model dict."""
     import_ultralytics()
     from ultralytics.nn.tasks import yaml_model_load
@@ -97,7 +97,7 @@ def build_yolo(
     """
     if activation not in ("qcfs", "silu"):
         raise ValueError(f"activation must be 'qcfs' or 'silu', got '{activation}'")
-    cfg = _model_yaml(model, width, depth)
+    cfg = model_yaml(model, width, depth)
     from ultralytics.nn.tasks import DetectionModel
 
     net = DetectionModel(cfg, nc=num_classes, verbose=verbose)

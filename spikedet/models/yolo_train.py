@@ -13,7 +13,7 @@ import yaml
 
 from ..checkpoint import load_checkpoint, save_checkpoint
 from ..env import font_available, import_ultralytics
-from .yolo import _model_yaml, build_yolo, yolo_config
+from .yolo import build_yolo, model_yaml, yolo_config
 
 __all__ = ["train_yolo"]
 
@@ -70,18 +70,18 @@ def train_yolo(
     """
     out_dir = Path(out_dir).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
-    cfg = _model_yaml(model, width, depth)
+    cfg = model_yaml(model, width, depth)
     cfg["spikedet"] = {"activation": activation}
     if activation == "qcfs":
         cfg["spikedet"].update(levels=levels, clip=clip, **(quant or {}))
     if init:
         load_checkpoint(init, kind="ann")  # fail early, with a clear message, on a wrong file
         cfg["spikedet"]["init"] = str(Path(init).resolve())
-    model_yaml = out_dir / "model.yaml"
-    model_yaml.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    yaml_path = out_dir / "model.yaml"
+    yaml_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     on_cpu = str(device).lower() == "cpu"
     overrides = {
-        "model": str(model_yaml), "data": str(data_yaml), "epochs": epochs, "imgsz": imgsz, "batch": batch,
+        "model": str(yaml_path), "data": str(data_yaml), "epochs": epochs, "imgsz": imgsz, "batch": batch,
         "device": device, "project": str(out_dir), "name": "train", "exist_ok": True,
         "amp": False,  # ultralytics' AMP check downloads weights; mixed precision is opt-in via extra
         "plots": font_available(), "workers": 0 if on_cpu else 8, "pretrained": False, "verbose": False,
