@@ -19,7 +19,11 @@ def main() -> None:
         "--activation", choices=["qcfs", "casc", "silu"], default="qcfs",
         help="qcfs (learnable clip, floor+1/2), casc (fixed clip 1, floor) or silu (full-precision reference)",
     )
-    parser.add_argument("--levels", type=int, default=4, help="quantization levels L")
+    parser.add_argument(
+        "--levels", default="4",
+        help="quantization levels: L (uniform), L1,L2,... (one per activation) or al[:2,4,8] (PASCAL's adaptive "
+        "layer-wise levels chosen from the --init model's activations)",
+    )
     parser.add_argument("--noise-p", type=float, default=0.0, help="Dual-Phase phase I: noisy quantization probability (0.1)")
     parser.add_argument("--lr0", type=float, default=None, help="initial learning rate (ultralytics default 0.01)")
     parser.add_argument("--epochs", type=int, default=30)
@@ -33,10 +37,11 @@ def main() -> None:
     args = parser.parse_args()
 
     def job() -> None:
+        from spikedet.engine.levels import parse_levels
         from spikedet.engine.train import train_detector
 
         path = train_detector(
-            args.data, args.out, model=args.model, activation=args.activation, levels=args.levels,
+            args.data, args.out, model=args.model, activation=args.activation, levels=parse_levels(args.levels),
             noise_p=args.noise_p, epochs=args.epochs, imgsz=args.imgsz, batch=args.batch, device=args.device,
             init=args.init, width=args.width, depth=args.depth,
             extra={"lr0": args.lr0, "optimizer": "SGD"} if args.lr0 else None,  # "auto" would ignore lr0

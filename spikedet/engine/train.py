@@ -6,6 +6,7 @@ from typing import Any
 
 from ..data import default_splits, export_ultralytics, load_dataset
 from ..models.yolo_train import export_trained, train_yolo
+from .levels import adaptive_levels, al_choices, format_levels, plot_levels
 
 __all__ = ["ACTIVATIONS", "train_detector", "dataset_spec"]
 
@@ -22,12 +23,22 @@ def dataset_spec(data: str | Path) -> str:
     return "synthetic" if str(data) == "synthetic" else str(Path(data).resolve())
 
 
+def _adaptive_levels(spec: str, init: str | Path | None, data: str | Path, out: str | Path) -> list[int]:
+    """Per-layer L from the AL metric of the ``init`` model on training images; prints the table, saves a plot."""
+    if init is None:
+        raise ValueError("--levels al needs --init: the uniform-L QCFS model whose activations choose the levels")
+    levels, layers = adaptive_levels(init, data, al_choices(spec))
+    print(format_levels(layers, levels))
+    print(f"adaptive levels plot: {plot_levels(layers, levels, Path(out) / 'adaptive_levels.png')}")
+    return levels
+
+
 def train_detector(
     data: str | Path,
     out: str | Path,
     model: str = "yolov8n",
     activation: str = "qcfs",
-    levels: int = 4,
+    levels: int | list[int] | str = 4,
     noise_p: float = 0.0,
     epochs: int = 30,
     imgsz: int = 320,
@@ -40,12 +51,16 @@ def train_detector(
 ) -> Path:
     """Train on ``data``'s train split (validated on its eval split); return the spikedet checkpoint path.
 
-    ``activation``: a name from :data:`ACTIVATIONS`. ``noise_p`` > 0 trains with Dual-Phase's noisy
-    quantization (Phase I). The checkpoint lands at ``out/<model>_<activation>[_l<L>].pt`` beside
-    ultralytics' run folder ``out/train``.
+    ``activation``: a name from :data:`ACTIVATIONS`. ``levels``: one L, one per activation, or ``"al"`` /
+    ``"al:2,4,8"`` for PASCAL's adaptive layer-wise levels measured on the ``init`` model (see
+    :mod:`spikedet.engine.levels`). ``noise_p`` > 0 trains with Dual-Phase's noisy quantization (Phase I). The
+    checkpoint lands at ``out/<model>_<activation>[_l<L>].pt`` beside ultralytics' run folder ``out/train``.
     """
     if activation not in ACTIVATIONS:
         raise ValueError(f"unknown activation '{activation}'; choose from {', '.join(ACTIVATIONS)}")
+    level_tag = levels if isinstance(levels, int) else "al" if isinstance(levels, str) else "mixed"
+    if isinstance(levels, str):
+        levels = _adaptive_levels(levels, init, data, out)
     train_split, val_split = default_splits(data)
     train = load_dataset(data, train_split)
     val = load_dataset(data, val_split, class_names=train.class_names)
@@ -61,7 +76,7 @@ def train_detector(
         levels=levels, clip=clip, quant=quant, epochs=epochs, imgsz=imgsz,
         batch=batch, device=device, init=init, width=width, depth=depth, extra=extra,
     )
-    tag = f"{model}_{activation}" + (f"_l{levels}" if activation != "silu" else "") + ("_noisy" if noise_p else "")
+    tag = f"{model}_{activation}" + (f"_l{level_tag}" if activation != "silu" else "") + ("_noisy" if noise_p else "")
     meta = {
         "dataset": dataset_spec(data), "train_split": train_split, "eval_split": val_split, "imgsz": imgsz,
         "epochs": epochs, "model_name": model, "init": str(init) if init else None, "train_activation": activation,
