@@ -13,6 +13,7 @@ import yaml
 from torch import nn
 
 from .spiking.convert import NEURONS, convert
+from .spiking.calibrate import CALIBRATIONS
 from .spiking.runtime import SpikingNetwork
 from .spiking.schedule import OnlineSchedule, PreRunSchedule, Schedule, WakeSleepSchedule
 
@@ -25,7 +26,7 @@ CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs" / "convert"
 class Recipe:
     """How a quantized ANN becomes a spiking network.
 
-    ``calibration`` (Dual-Phase) holds the calibrator's settings; ``anytime=False`` means each T needs its own
+    ``calibration`` (Dual-Phase, Fast-SNN fine-tuning) holds the calibrator's settings; ``anytime=False`` means each T needs its own
     simulation (a layer-sequential neuron, or a pre-run whose length depends on T).
     """
 
@@ -89,8 +90,8 @@ def get_recipe(name: str) -> Recipe:
     if neuron not in NEURONS:
         raise ValueError(f"{path}: unknown neuron '{neuron}' ({', '.join(sorted(NEURONS))})")
     calibration = spec.get("calibration")
-    if calibration is not None and calibration.get("kind") != "dual_phase":
-        raise ValueError(f"{path}: unknown calibration '{calibration.get('kind')}' (dual_phase)")
+    if calibration is not None and calibration.get("kind") not in CALIBRATIONS:
+        raise ValueError(f"{path}: unknown calibration '{calibration.get('kind')}' ({' | '.join(CALIBRATIONS)})")
     return Recipe(
         name=name, neuron=neuron, schedule=_schedule(spec.get("schedule", "online"), path),
         neuron_args=dict(spec.get("neuron_args") or {}), calibration=calibration, anytime=bool(spec.get("anytime", True)),

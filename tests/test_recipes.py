@@ -7,11 +7,11 @@ import torch
 from spikedet.recipes import Recipe, available_recipes, get_recipe
 from spikedet.spiking import COSNeuron, PascalNeuron, SpikingNetwork, convert
 from spikedet.spiking import functional as F
-from spikedet.spiking.calibrate import calibrate_dual_phase
+from spikedet.spiking.calibrate import calibrate_layerwise
 
 from spiking_nets import READOUTS, small_detector, with_levels
 
-SEED_RECIPES = ["qcfs", "cos", "dual_phase", "casc", "fast_snn", "pascal"]
+SEED_RECIPES = ["qcfs", "cos", "dual_phase", "casc", "fast_snn", "fast_snn_ft", "pascal"]
 
 
 @torch.no_grad()
@@ -107,7 +107,7 @@ def test_dual_phase_calibration_reduces_the_layer_mismatch_on_held_back_images()
     net = small_detector(levels=4, seed=1)
     network = SpikingNetwork(convert(net, READOUTS))
     calib = torch.rand(16, 3, 16, 16, dtype=torch.float64)
-    report = calibrate_dual_phase(network, net, calib, timesteps=2, holdout=0.25)
+    report = calibrate_layerwise(network, net, calib, timesteps=2, holdout=0.25)
     assert len(report.layers) == 5  # the stem, down, block, mid and fuse neurons (reduce is unused with pools)
     assert all(layer["after"] <= layer["before"] for layer in report.layers.values())
     assert any(layer["after"] < layer["before"] for layer in report.layers.values())
@@ -123,4 +123,36 @@ def test_dual_phase_calibration_reduces_the_layer_mismatch_on_held_back_images()
 def test_dual_phase_needs_two_images() -> None:
     net = small_detector()
     with pytest.raises(ValueError, match="at least 2 images"):
-        calibrate_dual_phase(SpikingNetwork(convert(net, READOUTS)), net, torch.rand(1, 3, 16, 16, dtype=torch.float64), 2)
+        calibrate_layerwise(SpikingNetwork(convert(net, READOUTS)), net, torch.rand(1, 3, 16, 16, dtype=torch.float64), 2)
+
+
+@pytest.mark.parametrize(
+    "recipe, levels, settings",
+    [
+        ("dual_phase", 3, dict(shift=True, weight_fit="surrogate", weight_steps=10, lr=1e-2)),
+        ("fast_snn_ft", 7, dict(shift=False, weight_fit="ann_proxy", weight_steps=10, lr=1e-2)),
+    ],
+)
+def test_weight_calibration_reduces_the_layer_mismatch_on_held_back_images(recipe: str, levels: int, settings: dict) -> None:
+    """Dual-Phase's surrogate BPTT and Fast-SNN's ANN-proxy fine-tuning: each layer keeps an update only if it
+    lowers the held-back error, so no layer gets worse and some get better."""
+    net = small_detector(levels=levels, seed=2)
+    network = get_recipe(recipe).build(net, READOUTS)
+    calib = torch.rand(16, 3, 16, 16, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    conv_before = network.net.stem.conv.weight.clone()
+    report = calibrate_layerwise(network, net, calib, timesteps=3, holdout=0.25, **settings)
+    kept = {layer["kept"] for layer in report.layers.values()}
+    assert kept <= ({"original", "shift", "weights+shift"} if settings["shift"] else {"original", "weights"})
+    assert any(layer["kept"].startswith("weights") for layer in report.layers.values())
+    assert all(layer["after"] <= layer["before"] for layer in report.layers.values())
+    assert any(layer["after"] < layer["before"] for layer in report.layers.values())
+    if recipe == "fast_snn_ft":  # Fast-SNN leaves the analog first layer alone
+        assert report.layers["stem.act"]["kept"] == "original"
+        assert torch.equal(network.net.stem.conv.weight, conv_before)
+
+
+def test_unknown_weight_fit_is_refused() -> None:
+    net = small_detector()
+    network = SpikingNetwork(convert(net, READOUTS))
+    with pytest.raises(ValueError, match="unknown weight_fit 'adam'"):
+        calibrate_layerwise(network, net, torch.rand(4, 3, 16, 16, dtype=torch.float64), 2, weight_fit="adam")

@@ -11,7 +11,7 @@ from ..data import default_splits, load_dataset
 from ..data.records import DetectionDataset
 from ..recipes import Recipe
 from ..spiking.accounting import SpikeMonitor
-from ..spiking.calibrate import calibrate_dual_phase
+from ..spiking.calibrate import CALIBRATIONS, calibrate_layerwise
 from ..spiking.runtime import SpikingNetwork
 from .evaluate import build_snn, evaluate_snn
 from .inference import image_batches
@@ -45,15 +45,16 @@ def run_recipe(
         network = build_snn(ann, recipe)
         metrics, dets, monitor = evaluate_snn(network, dataset, timesteps, imgsz, batch, anytime=recipe.anytime)
         return metrics, dets, network, monitor, None
-    settings = dict(recipe.calibration)
+    settings = {**CALIBRATIONS[recipe.calibration["kind"]], **recipe.calibration}
     count = calib_images or int(settings.get("images", 32))
     images = calibration_images(data, count, imgsz, class_names)
     metrics, dets, summary = {}, {}, {"images": len(images), "per_T": {}}
     for t in sorted(timesteps):
         network = build_snn(ann, recipe)
-        report = calibrate_dual_phase(
+        report = calibrate_layerwise(
             network, ann, images, t, holdout=float(settings.get("holdout", 0.25)),
-            weight_steps=int(settings.get("weight_steps", 0)), lr=float(settings.get("lr", 1e-4)),
+            weight_steps=int(settings["weight_steps"]), lr=float(settings["lr"]), shift=bool(settings["shift"]),
+            weight_fit=str(settings["weight_fit"]),
         )
         print(f"T={t}: {report.summary()}")
         m, d, monitor = evaluate_snn(network, dataset, [t], imgsz, batch)

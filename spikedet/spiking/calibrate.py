@@ -1,4 +1,5 @@
-"""Data-driven layer-wise calibration: Dual-Phase's Phase II (methods.md §2(c)).
+"""Data-driven layer-wise calibration: Dual-Phase's Phase II (methods.md §2(c)) and Fast-SNN's layer-wise
+fine-tuning (§5(c)).
 
 Calibration runs inside one simulation. Time is folded into the batch, so a neuron layer receives its whole
 input sequence before any later layer runs: a forward hook on each neuron can compare the layer's spike rate
@@ -18,6 +19,12 @@ Per layer:
 
 The best of the states after 1, 2 and 3 (and the original) is kept, judged on held-back calibration images
 (never the evaluation split), as the paper does with its calibration-validation set.
+
+Fast-SNN (``shift=False, weight_fit="ann_proxy"``) skips the shifts and fits the weights with its "ANN
+gradient, SNN value" proxy: a copy of the ANN layer (conv + the quantized activation, λ frozen) runs on the mean
+input rate, its forward value is replaced by the SNN layer's true output rate, and the MSE to the ANN activation
+back-propagates through the proxy only; SGD with momentum. The first layer (analog input) is left as is, as in
+the paper; an update is kept only if it lowers the held-back error.
 """
 from __future__ import annotations
 
@@ -31,7 +38,14 @@ from .neuron import SpikingNeuron
 from .quant import QCFS
 from .runtime import SpikingNetwork
 
-__all__ = ["CalibrationReport", "calibrate_dual_phase"]
+__all__ = ["CALIBRATIONS", "CalibrationReport", "WEIGHT_FITS", "calibrate_layerwise"]
+
+WEIGHT_FITS = ("surrogate", "ann_proxy")
+# A recipe's ``calibration.kind`` → its defaults (the recipe yaml may override each).
+CALIBRATIONS: dict[str, dict[str, object]] = {
+    "dual_phase": {"shift": True, "weight_fit": "surrogate", "lr": 1e-4, "weight_steps": 0},
+    "fast_snn": {"shift": False, "weight_fit": "ann_proxy", "lr": 1e-3, "weight_steps": 20},
+}
 
 
 @dataclass
@@ -101,7 +115,14 @@ def _ann_targets(ann: nn.Module, images: torch.Tensor) -> dict[str, torch.Tensor
     return targets
 
 
-def calibrate_dual_phase(
+def _qcfs_proxy(z: torch.Tensor, act: QCFS) -> torch.Tensor:
+    """The ANN activation with λ frozen and a straight-through floor: Fast-SNN's differentiable proxy."""
+    lam = act.threshold
+    x = (z / lam).clamp(0.0, 1.0)
+    return lam * (x + (torch.floor(x * act.levels + act.shift) / act.levels - x).detach())
+
+
+def calibrate_layerwise(
     network: SpikingNetwork,
     ann: nn.Module,
     images: torch.Tensor,
@@ -109,17 +130,24 @@ def calibrate_dual_phase(
     holdout: float = 0.25,
     weight_steps: int = 0,
     lr: float = 1e-4,
+    shift: bool = True,
+    weight_fit: str = "surrogate",
 ) -> CalibrationReport:
     """Calibrate ``network`` (converted from ``ann``) in place on ``images`` ``[N, 3, H, W]`` at ``timesteps``.
 
-    ``holdout`` of the images judge which state each layer keeps; ``weight_steps > 0`` enables step 2.
+    ``holdout`` of the images judge which state each layer keeps; ``weight_steps > 0`` enables the weight fit,
+    ``weight_fit`` chooses it (``"surrogate"``: Dual-Phase's BPTT with Adam; ``"ann_proxy"``: Fast-SNN's proxy
+    with SGD); ``shift`` enables Dual-Phase's potential shifts.
     """
+    if weight_fit not in WEIGHT_FITS:
+        raise ValueError(f"unknown weight_fit '{weight_fit}'; choose from {', '.join(WEIGHT_FITS)}")
     if images.shape[0] < 2:
         raise ValueError("calibration needs at least 2 images (some are held back to judge each layer)")
     n_hold = max(1, int(round(images.shape[0] * holdout)))
     fit, hold = slice(0, images.shape[0] - n_hold), slice(images.shape[0] - n_hold, None)
     start = time.perf_counter()
     targets = _ann_targets(ann, images)
+    ann_acts = {name: m for name, m in ann.named_modules() if isinstance(m, QCFS)}
     report = CalibrationReport(images=images.shape[0])
     net = network.net
     names = {m: n for n, m in net.named_modules() if isinstance(m, SpikingNeuron)}
@@ -136,7 +164,7 @@ def calibrate_dual_phase(
         rate = out.view(ctx.steps, ctx.batch, *out.shape[1:]).mean(0)
         return float((rate[hold] - target[hold]).pow(2).mean())
 
-    def shift(neuron: SpikingNeuron, out: torch.Tensor, target: torch.Tensor) -> None:
+    def shift_potential(neuron: SpikingNeuron, out: torch.Tensor, target: torch.Tensor) -> None:
         rate = out.view(ctx.steps, ctx.batch, *out.shape[1:]).mean(0)
         delta = ctx.steps * (target[fit] - rate[fit]).mean(dim=(0, 2, 3)) / neuron.threshold
         neuron.v0 = (neuron.v0 + delta.view(-1, 1, 1)).detach()
@@ -157,6 +185,23 @@ def calibrate_dual_phase(
                 loss.backward()
                 opt.step()
 
+    def fit_weights_proxy(neuron: SpikingNeuron, conv: nn.Conv2d, conv_in: torch.Tensor, target: torch.Tensor) -> None:
+        act = ann_acts[names[neuron]]
+        mean_in = conv_in.view(ctx.steps, ctx.batch, *conv_in.shape[1:]).mean(0)[fit]  # conv is linear in time
+        params = [conv.weight] + ([conv.bias] if conv.bias is not None else [])
+        opt = torch.optim.SGD(params, lr=lr, momentum=0.9)
+        for _ in range(weight_steps):
+            with torch.no_grad():
+                out = rerun(neuron, conv(conv_in))
+                rate = out.view(ctx.steps, ctx.batch, *out.shape[1:]).mean(0)[fit]
+            with torch.enable_grad():
+                opt.zero_grad()
+                proxy = _qcfs_proxy(conv(mean_in), act)
+                value = proxy + (rate - proxy).detach()  # SNN value, ANN gradient
+                loss = (value - target[fit]).pow(2).mean()
+                loss.backward()
+                opt.step()
+
     conv_inputs: dict[nn.Module, torch.Tensor] = {}
 
     def remember_input(conv: nn.Module, inputs: tuple) -> None:
@@ -171,31 +216,38 @@ def calibrate_dual_phase(
             raise ValueError(f"neuron layer '{name}' has no ANN activation: was the network converted from this ANN?")
         x, target = inputs[0], targets[name]
         conv = _synaptic_layer(net, name)
-        candidates = [(hold_error(out, target), neuron.v0.clone(), None, out)]
-        shift(neuron, out, target)
-        out = rerun(neuron, x)
-        candidates.append((hold_error(out, target), neuron.v0.clone(), None, out))
-        if weight_steps and conv is not None and conv in conv_inputs:
+        candidates = [("original", hold_error(out, target), neuron.v0.clone(), None, out)]
+        if shift:
+            shift_potential(neuron, out, target)
+            out = rerun(neuron, x)
+            candidates.append(("shift", hold_error(out, target), neuron.v0.clone(), None, out))
+        conv_in = conv_inputs.get(conv)
+        time_varying = conv_in is not None and conv_in.shape[0] == ctx.steps * ctx.batch
+        if weight_steps and conv_in is not None and (weight_fit == "surrogate" or time_varying):
             saved = {k: v.clone() for k, v in conv.state_dict().items()}
-            fit_weights(neuron, conv, conv_inputs[conv], target)
+            if weight_fit == "surrogate":
+                fit_weights(neuron, conv, conv_in, target)
+            else:
+                fit_weights_proxy(neuron, conv, conv_in, target)
             # the neuron's input changed with the weights: recompute it from the remembered conv input
             with torch.no_grad():
-                x = conv(conv_inputs[conv]) if conv_inputs[conv].shape[0] == x.shape[0] else x
+                x = conv(conv_in) if conv_in.shape[0] == x.shape[0] else x
             out = rerun(neuron, x)
-            shift(neuron, out, target)
-            out = rerun(neuron, x)
+            if shift:
+                shift_potential(neuron, out, target)
+                out = rerun(neuron, x)
             weights = {k: v.clone() for k, v in conv.state_dict().items()}
-            candidates.append((hold_error(out, target), neuron.v0.clone(), weights, out))
+            label = "weights+shift" if shift else "weights"
+            candidates.append((label, hold_error(out, target), neuron.v0.clone(), weights, out))
             conv.load_state_dict(saved)
-        best = min(candidates, key=lambda c: c[0])
-        neuron.v0 = best[1]
-        if best[2] is not None:
-            conv.load_state_dict(best[2])
-        kept = ["original", "shift", "weights+shift"][candidates.index(best)]
-        report.layers[name] = {"before": candidates[0][0], "after": best[0], "kept": kept}
+        kept, error, v0, weights, out = min(candidates, key=lambda c: c[1])
+        neuron.v0 = v0
+        if weights is not None:
+            conv.load_state_dict(weights)
+        report.layers[name] = {"before": candidates[0][1], "after": error, "kept": kept}
         busy.discard(neuron)
         # the kept candidate's output flows on; the neuron's end state does not matter, the runtime resets it
-        return best[3]
+        return out
 
     hooks = [m.register_forward_hook(calibrate_layer) for m in names]
     if weight_steps:
