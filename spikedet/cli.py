@@ -4,7 +4,7 @@ from __future__ import annotations
 import sys
 from typing import Callable
 
-__all__ = ["run_cli", "parse_timesteps"]
+__all__ = ["run_cli", "parse_assignments", "parse_timesteps"]
 
 
 def parse_timesteps(text: str) -> list[int]:
@@ -18,6 +18,19 @@ def parse_timesteps(text: str) -> list[int]:
     if any(v < 1 for v in values):
         raise ValueError(f"--T expects integers >= 1, got '{text}'")
     return values
+
+
+def parse_assignments(items: list[str], flag: str) -> dict[str, str]:
+    """Repeated ``KEY=VALUE`` options → a dict; a missing ``=`` or a repeated key is a ValueError."""
+    out: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip() or not value.strip():
+            raise ValueError(f"{flag} expects METHOD=VALUE, got '{item}'")
+        if key.strip() in out:
+            raise ValueError(f"{flag} given twice for '{key.strip()}'")
+        out[key.strip()] = value.strip()
+    return out
 
 
 def run_cli(job: Callable[[], None]) -> None:

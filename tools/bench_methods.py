@@ -9,7 +9,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from spikedet.cli import parse_timesteps, run_cli  # noqa: E402
+from spikedet.cli import parse_assignments, parse_timesteps, run_cli  # noqa: E402
 
 
 def main() -> None:
@@ -22,6 +22,14 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--calib-images", type=int, default=None)
     parser.add_argument("--max-images", type=int, default=None, help="evaluate on the first N images only")
+    parser.add_argument(
+        "--ann", action="append", default=[], metavar="METHOD=PATH",
+        help="the ANN trained for one recipe (e.g. casc=casc.pt); repeatable; others convert --weights",
+    )
+    parser.add_argument(
+        "--method-T", action="append", default=[], metavar="METHOD=T1,T2",
+        help="a recipe's own timesteps (e.g. fast_snn=3,7 for T = 2^b - 1); repeatable",
+    )
     parser.add_argument("--out", default="outputs/bench_methods.json", help="JSON path; the PNG goes beside it")
     args = parser.parse_args()
 
@@ -32,6 +40,8 @@ def main() -> None:
         rows = benchmark_methods(
             args.weights or DEFAULT_WEIGHTS, args.methods.split(","), args.data, parse_timesteps(args.T),
             args.imgsz, args.batch, args.calib_images, args.max_images,
+            method_weights=parse_assignments(args.ann, "--ann"),
+            method_timesteps={k: parse_timesteps(v) for k, v in parse_assignments(args.method_T, "--method-T").items()},
         )
         print(format_methods(rows))
         png = plot_methods_png(rows, Path(args.out).with_suffix(".png"))

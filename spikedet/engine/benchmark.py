@@ -10,7 +10,7 @@ from ..data import default_splits, export_ultralytics, load_dataset
 from ..models.yolo_validate import validate_ultralytics
 from ..recipes import get_recipe
 from ..eval.plots import plot_methods
-from .evaluate import eval_dataset, evaluate_ann, load_ann
+from .evaluate import check_classes, eval_dataset, evaluate_ann, load_ann
 from .recipe_run import run_recipe
 
 __all__ = [
@@ -91,22 +91,46 @@ def benchmark_methods(
     batch: int = 8,
     calib_images: int | None = None,
     max_images: int | None = None,
+    method_weights: dict[str, str | Path] | None = None,
+    method_timesteps: dict[str, list[int]] | None = None,
 ) -> dict[str, Any]:
-    """Every recipe on one ANN: per recipe and T the metrics, steps_total, firing rate, SOPs, energy and time."""
-    ann, config = load_ann(weights)
+    """Recipes on their ANNs: per recipe and T the metrics, steps_total, firing rate, SOPs, energy and time.
+
+    Every recipe converts ``weights`` unless ``method_weights`` names the ANN trained for it (CASC's ClipQuan,
+    Dual-Phase's Phase I, Fast-SNN's 2^b − 1 levels, PASCAL's layer-wise levels); ``method_timesteps`` gives a
+    recipe its own T list (Fast-SNN's T = 2^b − 1). Each ANN is evaluated once and reported beside its SNNs.
+    """
+    method_weights = {k: str(v) for k, v in (method_weights or {}).items()}
+    unknown = set(method_weights) - set(methods)
+    if unknown:
+        raise ValueError(f"ANN given for {sorted(unknown)}, which are not among the methods {methods}")
+    base, config = load_ann(weights)
     dataset, data = eval_dataset(config, data, max_images=max_images)
     imgsz = imgsz or config.get("imgsz", 320)
-    ann_metrics, _ = evaluate_ann(ann, dataset, imgsz, batch)
-    ann_metrics.pop("coco_lines")
-    rows: dict[str, Any] = {"dataset": f"{data}:{dataset.split}", "weights": str(weights), "imgsz": imgsz, "ann": ann_metrics, "methods": {}}
+    anns: dict[str, tuple[Any, dict, dict]] = {}
+
+    def ann_for(path: str) -> tuple[Any, dict, dict]:
+        if path not in anns:
+            model, cfg = (base, config) if path == str(weights) else load_ann(path)
+            check_classes(dataset, cfg)
+            metrics, _ = evaluate_ann(model, dataset, imgsz, batch)
+            metrics.pop("coco_lines")
+            anns[path] = (model, cfg, metrics)
+        return anns[path]
+
+    rows: dict[str, Any] = {"dataset": f"{data}:{dataset.split}", "weights": str(weights), "imgsz": imgsz, "methods": {}}
+    rows["ann"] = ann_for(str(weights))[2]
     for method in methods:
+        path = method_weights.get(method, str(weights))
+        ann, cfg, ann_metrics = ann_for(path)
         start = time.perf_counter()
-        metrics, _, _, _, _ = run_recipe(
-            ann, get_recipe(method), dataset, list(timesteps), imgsz, batch, data, config["class_names"], calib_images
-        )
+        steps = list((method_timesteps or {}).get(method, timesteps))
+        metrics, _, _, _, _ = run_recipe(ann, get_recipe(method), dataset, steps, imgsz, batch, data, cfg["class_names"], calib_images)
         seconds = time.perf_counter() - start
-        rows["ann"].setdefault("energy_mj", metrics[min(metrics)]["ann_energy_mj"])
+        ann_metrics.setdefault("energy_mj", metrics[min(metrics)]["ann_energy_mj"])
         rows["methods"][method] = {
+            "weights": path,
+            "ann": ann_metrics,
             "seconds": seconds,
             "snn": {str(t): {k: v for k, v in m.items() if k not in ("coco_lines", "ann_energy_mj")} for t, m in metrics.items()},
         }
@@ -114,11 +138,20 @@ def benchmark_methods(
 
 
 def format_methods(rows: dict[str, Any]) -> str:
-    """Markdown table: one row per recipe and T, with the ANN's mAP on each row."""
+    """Markdown table: one row per recipe and T, with the mAP of the ANN it came from on each row."""
     ann = rows["ann"]
     lines = [
         f"Dataset `{rows['dataset']}`, {rows['imgsz']} px; mAP in points (pycocotools). "
-        f"ANN: mAP50-95 {100 * ann['map50_95']:.2f}, mAP50 {100 * ann['map50']:.2f}, {ann['energy_mj']:.3f} mJ.",
+        f"ANN `{rows['weights']}`: mAP50-95 {100 * ann['map50_95']:.2f}, mAP50 {100 * ann['map50']:.2f}.",
+    ]
+    others = {entry["weights"] for entry in rows["methods"].values()} - {rows["weights"]}
+    for path in sorted(others):
+        users = [m for m, entry in rows["methods"].items() if entry["weights"] == path]
+        other = rows["methods"][users[0]]["ann"]
+        lines.append(
+            f"ANN `{path}` (for {', '.join(users)}): mAP50-95 {100 * other['map50_95']:.2f}, mAP50 {100 * other['map50']:.2f}."
+        )
+    lines += [
         "",
         "| method | T | steps_total | mAP50-95 | mAP50 | ANN mAP50-95 | firing rate | SOPs (M) | energy (mJ) | calib. (s) |",
         "|---|---|---|---|---|---|---|---|---|---|",
@@ -128,7 +161,7 @@ def format_methods(rows: dict[str, Any]) -> str:
             calib = f"{m['calibration_seconds']:.1f}" if "calibration_seconds" in m else "-"
             lines.append(
                 f"| {method} | {t} | {m['steps_total']} | {100 * m['map50_95']:.2f} | {100 * m['map50']:.2f} | "
-                f"{100 * ann['map50_95']:.2f} | {m['firing_rate']:.4f} | {m['sops'] / 1e6:.1f} | {m['energy_mj']:.3f} | {calib} |"
+                f"{100 * entry['ann']['map50_95']:.2f} | {m['firing_rate']:.4f} | {m['sops'] / 1e6:.1f} | {m['energy_mj']:.3f} | {calib} |"
             )
     return "\n".join(lines)
 
@@ -136,7 +169,7 @@ def format_methods(rows: dict[str, Any]) -> str:
 def plot_methods_png(rows: dict[str, Any], path: str | Path) -> Path:
     """All recipes' mAP50-95 vs T in one PNG (each with the ANN as a dashed line)."""
     by_method = {
-        method: {"dataset": rows["dataset"], "method": method, "ann": rows["ann"], "snn": entry["snn"]}
+        method: {"dataset": rows["dataset"], "method": method, "ann": entry["ann"], "snn": entry["snn"]}
         for method, entry in rows["methods"].items()
     }
     return plot_methods(by_method, path)

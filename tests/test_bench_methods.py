@@ -1,0 +1,43 @@
+"""The recipe benchmark: each recipe on its own ANN, with its own T list, reported beside that ANN."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from spikedet.checkpoint import save_checkpoint
+from spikedet.cli import parse_assignments
+from spikedet.engine.benchmark import benchmark_methods, format_methods, plot_methods_png
+from spikedet.engine.evaluate import load_ann
+
+
+def test_each_recipe_on_its_own_ann(tiny_yolo_checkpoint: tuple[Path, Path], tmp_path: Path) -> None:
+    weights, data = tiny_yolo_checkpoint
+    model, config = load_ann(weights)
+    model.model[0].conv.weight.data.mul_(0.5)  # a different ANN for pascal
+    other = save_checkpoint(tmp_path / "other.pt", model, "ann", config)
+    rows = benchmark_methods(
+        weights, ["qcfs", "pascal"], data, [1, 2], imgsz=64, batch=8,
+        method_weights={"pascal": other}, method_timesteps={"pascal": [3]},
+    )
+    assert list(rows["methods"]["qcfs"]["snn"]) == ["1", "2"]
+    assert list(rows["methods"]["pascal"]["snn"]) == ["3"]
+    assert rows["methods"]["qcfs"]["ann"] is rows["ann"]
+    assert rows["methods"]["pascal"]["weights"] == str(other)
+    table = format_methods(rows)
+    assert f"ANN `{other}` (for pascal)" in table
+    assert len([line for line in table.splitlines() if line.startswith("| qcfs |")]) == 2
+    assert plot_methods_png(rows, tmp_path / "methods.png").stat().st_size > 0
+
+
+def test_an_ann_for_a_method_not_run_is_refused(tiny_yolo_checkpoint: tuple[Path, Path]) -> None:
+    weights, data = tiny_yolo_checkpoint
+    with pytest.raises(ValueError, match=r"ANN given for \['casc'\]"):
+        benchmark_methods(weights, ["qcfs"], data, [1], imgsz=64, method_weights={"casc": weights})
+
+
+@pytest.mark.parametrize("items, message", [(["casc"], "expects METHOD=VALUE"), (["a=1", "a=2"], "given twice")])
+def test_parse_assignments_errors(items: list[str], message: str) -> None:
+    assert parse_assignments(["casc=x.pt", " pascal = y.pt "], "--ann") == {"casc": "x.pt", "pascal": "y.pt"}
+    with pytest.raises(ValueError, match=message):
+        parse_assignments(items, "--ann")
