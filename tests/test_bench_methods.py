@@ -41,3 +41,13 @@ def test_parse_assignments_errors(items: list[str], message: str) -> None:
     assert parse_assignments(["casc=x.pt", " pascal = y.pt "], "--ann") == {"casc": "x.pt", "pascal": "y.pt"}
     with pytest.raises(ValueError, match=message):
         parse_assignments(items, "--ann")
+
+
+def test_pascal_reports_its_pipeline_latency(tiny_yolo_checkpoint: tuple[Path, Path]) -> None:
+    weights, data = tiny_yolo_checkpoint
+    rows = benchmark_methods(weights, ["qcfs", "pascal"], data, [2], imgsz=64, max_images=4)
+    assert "pipeline_steps" not in rows["methods"]["qcfs"]["snn"]["2"]
+    pipeline = rows["methods"]["pascal"]["snn"]["2"]["pipeline_steps"]
+    # every neuron layer on the slowest chain costs T + max(T, L) − 1 = 5 steps (L = 4); plus T for the read-out
+    assert (pipeline - 2) % 5 == 0 and pipeline > 5 * 10
+    assert "| pascal | 2 | 2 | " + str(pipeline) + " |" in format_methods(rows)

@@ -12,6 +12,7 @@ from ..data.records import DetectionDataset
 from ..recipes import Recipe
 from ..spiking.accounting import SpikeMonitor
 from ..spiking.calibrate import CALIBRATIONS, calibrate_layerwise
+from ..spiking.latency import pipeline_steps
 from ..spiking.runtime import SpikingNetwork
 from .evaluate import build_snn, evaluate_snn
 from .inference import image_batches
@@ -26,6 +27,15 @@ def calibration_images(data: str | Path, count: int, imgsz: int, class_names: li
     step = max(1, len(dataset.records) // count)
     records = dataset.records[::step][:count]
     return torch.cat([images for images, _ in image_batches(records, imgsz, batch_size=16)])
+
+
+def _add_pipeline_latency(network: SpikingNetwork, metrics: dict[int, dict], dataset: DetectionDataset, imgsz: int) -> None:
+    """Layer-sequential recipes (PASCAL) also report the steps to their first complete output."""
+    image, _ = next(image_batches(dataset.records[:1], imgsz, batch_size=1))
+    for t, m in metrics.items():
+        steps = pipeline_steps(network, image, t)
+        if steps is not None:
+            m["pipeline_steps"] = steps
 
 
 def run_recipe(
@@ -44,6 +54,7 @@ def run_recipe(
     if not recipe.calibration:
         network = build_snn(ann, recipe)
         metrics, dets, monitor = evaluate_snn(network, dataset, timesteps, imgsz, batch, anytime=recipe.anytime)
+        _add_pipeline_latency(network, metrics, dataset, imgsz)
         return metrics, dets, network, monitor, None
     settings = {**CALIBRATIONS[recipe.calibration["kind"]], **recipe.calibration}
     count = calib_images or int(settings.get("images", 32))
