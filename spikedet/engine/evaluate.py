@@ -14,7 +14,7 @@ from ..data.records import DatasetError, DetectionDataset
 from ..eval.coco import evaluate_coco
 from ..eval.detections import ImageDetections
 from ..eval.voc import evaluate_voc
-from ..models.yolo import yolo_analog, yolo_from_config, yolo_readouts
+from ..models.family import family_of, get_family
 from ..recipes import Recipe
 from ..spiking.accounting import SpikeMonitor
 from ..spiking.neuron import SpikingNeuron
@@ -32,19 +32,22 @@ DEFAULT_WEIGHTS = Path(__file__).resolve().parents[2] / "weights" / "yolov8n_qcf
 def load_ann(weights: str | Path) -> tuple[nn.Module, dict]:
     """A quantized (or SiLU) ANN and its config from a spikedet ANN checkpoint."""
     config, state, _ = load_checkpoint(weights, kind="ann")
-    model = yolo_from_config(config)
+    model = get_family(config.get("family", "yolo")).from_config(config)
     model.load_state_dict(state)
     return model.eval(), config
 
 
 def build_snn(ann: nn.Module, recipe: Recipe) -> SpikingNetwork:
-    return recipe.build(ann, yolo_readouts(ann), yolo_analog(ann))
+    """Convert a quantized ANN of any detector family with ``recipe``."""
+    family = family_of(ann)
+    return recipe.build(ann, family.readouts(ann), family.analog(ann))
 
 
 def load_snn(weights: str | Path) -> tuple[SpikingNetwork, dict]:
     """A spiking network and its config from a spikedet SNN checkpoint."""
     config, state, _ = load_checkpoint(weights, kind="snn")
-    network = build_snn(yolo_from_config(config).eval(), Recipe.from_dict(config["recipe"]))
+    ann = get_family(config.get("family", "yolo")).from_config(config).eval()
+    network = build_snn(ann, Recipe.from_dict(config["recipe"]))
     for name, module in network.net.named_modules():
         stored = state.get(f"{name}.v0")
         if isinstance(module, SpikingNeuron) and stored is not None:
@@ -93,7 +96,8 @@ def _metrics(dataset: DetectionDataset, dets: list[ImageDetections]) -> dict[str
 def evaluate_ann(model: nn.Module, dataset: DetectionDataset, imgsz: int, batch: int = 8) -> tuple[dict, list[ImageDetections]]:
     """pycocotools (and VOC) metrics of an ANN, with its MACs and energy per image."""
     start = time.perf_counter()
-    dets = predict_dataset(lambda x: {"ann": model(x)}, dataset, imgsz, batch, desc="ANN")["ann"]
+    postprocess = family_of(model).postprocess
+    dets = predict_dataset(lambda x: {"ann": model(x)}, dataset, imgsz, batch, desc="ANN", postprocess=postprocess)["ann"]
     metrics = _metrics(dataset, dets)
     metrics["seconds"] = time.perf_counter() - start
     return metrics, dets
@@ -121,7 +125,8 @@ def evaluate_snn(
         start = time.perf_counter()
         try:
             dets.update(predict_dataset(
-                lambda x: network.anytime(x, group, record=True), dataset, imgsz, batch, desc=f"SNN T={group}"
+                lambda x: network.anytime(x, group, record=True), dataset, imgsz, batch, desc=f"SNN T={group}",
+                postprocess=family_of(network).postprocess,
             ))
         finally:
             monitor.close()

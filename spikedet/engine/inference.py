@@ -66,7 +66,8 @@ def scaled_nms(
 def yolo_postprocess(
     output: Any, size: int, records: list[ImageRecord], conf: float = 0.001, iou: float = 0.7, max_det: int = 300
 ) -> list[ImageDetections]:
-    """Detect-head output → NMS → boxes in the original image's pixels."""
+    """Decoded output ``[B, 4 + nc, A]`` (YOLO's Detect head, or any family's decoder) → NMS → boxes in the
+    original image's pixels."""
     kept = scaled_nms(output, size, [(rec.height, rec.width) for rec in records], conf, iou, max_det)
     return [
         ImageDetections(
@@ -83,16 +84,18 @@ def predict_dataset(
     size: int,
     batch_size: int = 8,
     desc: str = "predict",
+    postprocess: Callable[..., list[ImageDetections]] = yolo_postprocess,
     **nms: Any,
 ) -> dict[Any, list[ImageDetections]]:
     """Run ``run(images) -> {key: detector output}`` over the dataset; return detections per key.
 
-    Keys are e.g. ``"ann"`` for an ANN, or each T of a spiking network's anytime outputs.
+    Keys are e.g. ``"ann"`` for an ANN, or each T of a spiking network's anytime outputs. ``postprocess`` is
+    the detector family's (``DetectorFamily.postprocess``).
     """
     results: dict[Any, list[ImageDetections]] = {}
     total = (len(dataset.records) + batch_size - 1) // batch_size
     with torch.no_grad():
         for images, records in tqdm(image_batches(dataset.records, size, batch_size), total=total, desc=desc, leave=False):
             for key, output in run(images).items():
-                results.setdefault(key, []).extend(yolo_postprocess(output, size, records, **nms))
+                results.setdefault(key, []).extend(postprocess(output, size, records, **nms))
     return results

@@ -15,6 +15,7 @@ from torch import nn
 
 from ..env import import_ultralytics
 from ..spiking.quant import QCFS
+from .family import DetectorFamily, register_family
 
 __all__ = [
     "ATTENTION_BLOCKS", "build_yolo", "check_convertible", "model_yaml", "quantize_yolo", "yolo_config", "yolo_from_config",
@@ -150,3 +151,22 @@ def yolo_analog(model: nn.Module) -> list[str]:
     head = model.model[-1]
     prefix = next(name for name, m in model.named_modules() if m is head)
     return [f"{prefix}.dfl"]
+
+
+def _is_yolo(module: nn.Module) -> bool:
+    import_ultralytics()
+    from ultralytics.nn.tasks import DetectionModel
+
+    return isinstance(module, DetectionModel)
+
+
+register_family(DetectorFamily(
+    name="yolo",
+    owns=lambda name: bool(_MODEL_NAME.match(name)) or name.endswith((".yaml", ".yml")),
+    owns_module=_is_yolo,
+    from_config=yolo_from_config,
+    readouts=yolo_readouts,
+    analog=yolo_analog,
+    trainer="spikedet.engine.train:train_detector",
+    nms_iou=0.7,  # ultralytics' validation default
+))
