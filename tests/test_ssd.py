@@ -1,0 +1,234 @@
+"""Spiking SSD: the model converts fully, the maths holds, and the tiny SSD trains, converts and evaluates."""
+from __future__ import annotations
+
+import copy
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from spikedet.checkpoint import CheckpointError, load_checkpoint
+from spikedet.data import generate_synthetic
+from spikedet.engine.coco_eval import evaluate_checkpoint
+from spikedet.engine.convert import convert_detector
+from spikedet.engine.evaluate import build_snn, load_ann, load_snn
+from spikedet.models import SSDQCFS, build_ssd, family_for_model, family_of, get_family, ssd_config, ssd_from_config
+from spikedet.models.ssd_loss import SSDLoss
+from spikedet.models.ssd_train import train_ssd
+from spikedet.recipes import get_recipe
+from spikedet.spiking import IFNeuron, ReadOut, SpikingMaxPool
+from spikedet.spiking.accounting import SpikeMonitor
+from spikedet.spiking.convert import UNSUPPORTED, ConversionError, fold_batchnorm, is_analog
+from spikedet.spiking.quant import QCFS
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = dict(width=0.25, imgsz=64, batch=8, extra={"workers": 0})
+
+
+def _tiny_ssd(**kwargs) -> SSDQCFS:
+    torch.manual_seed(0)
+    return build_ssd(num_classes=3, width=0.25, **kwargs)
+
+
+def _firing(model: nn.Module) -> nn.Module:
+    """Non-trivial BN statistics and a small clip, so that every layer of a random model fires."""
+    for module in model.modules():
+        if isinstance(module, nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.2, 0.2)
+            module.running_var.uniform_(0.5, 1.5)
+            module.weight.data.uniform_(0.5, 1.5)
+            module.bias.data.uniform_(0.0, 0.3)
+        if isinstance(module, QCFS):
+            module.clip.data.fill_(1.0)
+    return model.eval()
+
+
+# --- the model ------------------------------------------------------------------------------------------------
+
+def test_every_activation_is_qcfs() -> None:
+    model = _tiny_ssd()
+    assert not [n for n, m in model.named_modules() if isinstance(m, UNSUPPORTED)]
+    convs = [m for m in model.backbone.modules() if isinstance(m, nn.Conv2d)]
+    quants = [m for m in model.modules() if isinstance(m, QCFS)]
+    assert len(quants) == len(convs) == 11  # one QCFS after every backbone conv; the head's convs are read-outs
+    assert {q.levels for q in quants} == {4}
+
+
+def test_eval_output_is_the_shared_decoded_layout() -> None:
+    model = _tiny_ssd().eval()
+    y = model(torch.rand(2, 3, 64, 64))
+    anchors = model.decode.anchors(torch.rand(1, 3, 64, 64), model.backbone(torch.rand(1, 3, 64, 64)))
+    assert y.shape == (2, 4 + 3, len(anchors))
+    scores = y[:, 4:]
+    assert (scores >= 0).all() and (scores.sum(1) <= 1 + 1e-5).all()  # softmax without the background class
+    model.train()
+    out = model(torch.rand(2, 3, 64, 64))
+    assert out["cls_logits"].shape == (2, len(anchors), 4) and out["bbox_regression"].shape == (2, len(anchors), 4)
+
+
+def test_conversion_is_complete_and_only_the_first_conv_is_analog() -> None:
+    model = _firing(_tiny_ssd())
+    network = build_snn(model, get_recipe("qcfs"))
+    assert family_of(network) is get_family("ssd")
+    modules = dict(network.net.named_modules())
+    assert not any(isinstance(m, QCFS) for m in modules.values())
+    assert sum(isinstance(m, IFNeuron) for m in modules.values()) == 11
+    assert sum(isinstance(m, SpikingMaxPool) for m in modules.values()) == 4
+    assert sum(isinstance(m, ReadOut) for m in modules.values()) == 2 * 5
+    assert [n for n, m in modules.items() if is_analog(m) and n.count(".") == 0] == ["decode"]
+    monitor = SpikeMonitor(network)
+    network.anytime(torch.rand(1, 3, 64, 64), [4], record=True)
+    monitor.close()
+    report = monitor.report(4)
+    assert [row["layer"] for row in report["layers"] if row["kind"] == "analog"] == ["backbone.stages.0.0.0"]
+    assert report["firing_rate"] > 0
+
+
+def test_relu_reference_is_refused_by_conversion() -> None:
+    with pytest.raises(ConversionError, match="no quantized \\(QCFS\\) activation"):
+        build_snn(build_ssd(num_classes=3, width=0.25, activation="relu"), get_recipe("qcfs"))
+
+
+def test_pascal_recipe_is_exact_in_float64() -> None:
+    """Layer-sequential spike accumulation reproduces the quantized ANN exactly, max-pools and read-outs included."""
+    model = _firing(_tiny_ssd().double())
+    x = torch.rand(2, 3, 64, 64, dtype=torch.float64)
+    ann = fold_batchnorm(copy.deepcopy(model))(x)
+    network = build_snn(model, get_recipe("pascal"))
+    torch.testing.assert_close(network(x, 4), ann, rtol=0, atol=1e-9)
+
+
+def test_if_neuron_equals_qcfs_on_constant_input() -> None:
+    """The stem sees the constant analog image: with T = L its IF spike rate is exactly the QCFS activation."""
+    model = _firing(_tiny_ssd().double())
+    x = torch.rand(2, 3, 64, 64, dtype=torch.float64)
+    stem = fold_batchnorm(copy.deepcopy(model)).backbone.stages[0][0]
+    expected = stem(x)
+    network = build_snn(model, get_recipe("qcfs"))
+    rates = []
+    hook = network.net.backbone.stages[0][0][2].register_forward_hook(lambda m, i, o: rates.append(o))
+    network(x, 4)
+    hook.remove()
+    assert expected.abs().sum() > 0
+    torch.testing.assert_close(rates[0].view(4, *expected.shape).mean(0), expected, rtol=0, atol=1e-9)
+
+
+def test_config_round_trip() -> None:
+    model = build_ssd("ssd_vgg_slim", num_classes=5, width=0.25, levels=[2] * 11)
+    config = json.loads(json.dumps(ssd_config(model)))
+    rebuilt = ssd_from_config(config)
+    assert config["family"] == "ssd" and config["quant"]["levels"] == [2] * 11
+    assert rebuilt.state_dict().keys() == model.state_dict().keys()
+    rebuilt.load_state_dict(model.state_dict())
+
+
+# --- bad configuration ----------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(model="ssd_resnet50"), "unknown SSD backbone 'resnet50' in 'ssd_resnet50'; available: vgg_slim"),
+        (dict(model="ssdlite"), "unknown SSD model 'ssdlite'"),
+        (dict(levels=[4, 4]), "2 levels given for the 11 activations of this SSD"),
+        (dict(levels=0), "QCFS levels must be >= 1"),
+        (dict(activation="silu"), "SSD activation must be 'qcfs' or 'relu'"),
+        (dict(num_classes=0), "num_classes must be >= 1"),
+        (dict(width=0), "SSD width must be > 0"),
+        (dict(scales=[0.1, 0.2]), "5 aspect-ratio lists and 6 scales are needed"),
+    ],
+)
+def test_bad_model_config(kwargs: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("(", r"\(")):
+        build_ssd(**{"num_classes": 3, "width": 0.25, **kwargs})
+
+
+def test_family_registry() -> None:
+    assert family_for_model("ssd").name == family_for_model("ssd_vgg_slim").name == "ssd"
+    assert family_for_model("yolov8n").name == "yolo"
+    with pytest.raises(ValueError, match="unknown detector family 'rcnn'; known: ssd, yolo"):
+        get_family("rcnn")
+    with pytest.raises(ValueError, match="belongs to no detector family"):
+        family_of(nn.Conv2d(1, 1, 1))
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(activation="silu"), "SSD trains clip-quantized activations"),
+        (dict(depth=0.33), "--depth applies to YOLO only"),
+        (dict(extra={"lr": 1.0}), "unknown SSD training settings"),
+        (dict(device="tpu"), "SSD training runs on one device"),
+    ],
+)
+def test_bad_training_config(kwargs: dict, message: str, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=message):
+        train_ssd("synthetic", tmp_path, **kwargs)
+
+
+# --- loss -----------------------------------------------------------------------------------------------------
+
+def test_loss_handles_empty_images_and_learns() -> None:
+    model = _tiny_ssd().train()
+    criterion = SSDLoss(model.decode.box_coder)
+    images = torch.rand(2, 3, 64, 64)
+    targets = [
+        {"boxes": torch.tensor([[4.0, 6.0, 30.0, 40.0]]), "labels": torch.tensor([2])},
+        {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.long)},
+    ]
+    optimizer = torch.optim.Adam(model.parameters(), 1e-2)
+    losses = []
+    for _ in range(5):
+        loss, parts = criterion(model(images), targets)
+        assert torch.isfinite(loss) and set(parts) == {"box", "cls"}
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(float(loss.detach()))
+    assert losses[-1] < losses[0]
+
+
+# --- the tiny SSD end to end ----------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return generate_synthetic(tmp_path_factory.mktemp("ssd") / "data", num_images=24, image_size=64, seed=3, progress=False)
+
+
+@pytest.fixture(scope="module")
+def tiny_ssd(tiny_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return train_ssd(tiny_data, tmp_path_factory.mktemp("ssd_train"), epochs=1, **TINY)
+
+
+def test_trains_and_resumes(tiny_data: Path, tmp_path: Path) -> None:
+    first = train_ssd(tiny_data, tmp_path, epochs=1, **TINY)
+    assert (tmp_path / "last.pt").is_file() and (tmp_path / "train_state.pt").is_file()
+    torch.load(tmp_path / "train_state.pt", weights_only=True)  # the training state is safe to load too
+    resumed = train_ssd(tiny_data, tmp_path, epochs=2, resume=True, **TINY)
+    config, _, _ = load_checkpoint(resumed)
+    assert resumed == first and [row["epoch"] for row in config["history"]] == [1, 2]
+    with pytest.raises(CheckpointError, match="cannot resume"):
+        train_ssd(tiny_data, tmp_path / "fresh", epochs=1, resume=True, **TINY)
+
+
+def test_checkpoint_loads_as_ssd(tiny_ssd: Path) -> None:
+    config, state, kind = load_checkpoint(tiny_ssd)
+    assert kind == "ann" and config["family"] == "ssd" and config["imgsz"] == 64
+    assert config["class_names"] == ["circle", "square", "triangle", "star", "ring", "cross"]
+    model, _ = load_ann(tiny_ssd)
+    assert isinstance(model, SSDQCFS) and model(torch.rand(1, 3, 64, 64)).shape[1] == 4 + 6
+
+
+@pytest.mark.parametrize("method", ["qcfs", "dual_phase", "casc"])
+def test_convert_and_evaluate(method: str, tiny_ssd: Path, tiny_data: Path, tmp_path: Path) -> None:
+    results = convert_detector(tiny_ssd, tiny_data, method, [1, 2], tmp_path, batch=4, calib_images=8)
+    for metrics in [results["ann"], *results["snn"].values()]:
+        assert 0.0 <= metrics["map50_95"] <= metrics["map50"] <= 1.0
+    network, config = load_snn(tmp_path / f"snn_{method}.pt")
+    assert config["family"] == "ssd" and config["recipe"]["name"] == method
+    summary = evaluate_checkpoint(tmp_path / f"snn_{method}.pt", tiny_data, [2], tmp_path / "eval", batch=4)
+    assert summary["snn"]["2"]["map50_95"] == pytest.approx(results["snn"]["2"]["map50_95"], abs=1e-9)
+    assert len(summary["coco_lines"]["SNN T=2"]) == 12
