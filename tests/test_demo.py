@@ -14,8 +14,10 @@ from spikedet.deploy import (
     SourceError, SpikingDetector, StreamingDetector, VideoSource, load_model, make_detector, make_video, process_video,
     run_demo,
 )
+from spikedet.deploy.onnx_export import MIN_MATCH, TOLERANCE, parity_error
+from spikedet.deploy.ort_backend import OrtStreamingDetector, cached_graph, make_ort_detector
 from spikedet.deploy.stream_eval import stream_accuracy
-from spikedet.engine.inference import letterbox, to_tensor
+from spikedet.engine.inference import letterbox, scaled_nms, to_tensor
 from spikedet.spiking import QCFS, ReadOut, SpikingMaxPool, SpikingNeuron
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -174,6 +176,73 @@ def test_unreachable_stream_gives_up(tmp_path: Path) -> None:
     junk.write_bytes(b"not a video" * 100)
     with pytest.raises(SourceError, match="cannot read video .*junk.mp4"):
         VideoSource(str(junk))
+
+
+def test_onnxruntime_demo_headless(tiny_yolo_checkpoint, video: Path, spikedet_cache: Path) -> None:
+    weights, _ = tiny_yolo_checkpoint
+    summary = run_demo(str(video), weights, timesteps=2, imgsz=64, show=False, conf=CONF, progress=False,
+                       backend="onnxruntime")
+    assert summary.frames == len(_frames(video)) and summary.error is None
+    assert summary.detections > 0 and summary.mode == "SNN T=2"
+    assert summary.firing_rate is not None and 0.0 <= summary.firing_rate < 1.0  # rates: see the parity test
+    ann = run_demo(str(video), weights, imgsz=64, show=False, ann=True, conf=CONF, max_frames=3, progress=False,
+                   backend="onnxruntime")
+    assert ann.mode == "ANN" and ann.frames == 3 and ann.detections > 0 and ann.firing_rate is None
+    cached = sorted(p.name.split("-")[0] for p in (spikedet_cache / "onnx").glob("*.onnx"))
+    assert {"ann", "unrolled"} <= set(cached) and not list((spikedet_cache / "onnx").glob("*partial*"))
+
+
+def test_graph_cache_exports_once(tiny_yolo_checkpoint) -> None:
+    network, _ = load_model(tiny_yolo_checkpoint[0])
+    calls = []
+    first = cached_graph(network, "probe", {"T": 1}, lambda p: (calls.append(p), p.write_bytes(b"graph")))
+    again = cached_graph(network, "probe", {"T": 1}, lambda p: calls.append(p))
+    other = cached_graph(network, "probe", {"T": 2}, lambda p: (calls.append(p), p.write_bytes(b"graph")))
+    assert first[1] and not again[1] and other[1] and len(calls) == 2
+    assert first[0] == again[0] != other[0] and first[0].read_bytes() == b"graph"
+
+
+@pytest.mark.parametrize("settings", [
+    {"timesteps": 2},
+    {"stream_state": True},  # the demo's stream: 1 step per frame, read-out window T=4, forgetting
+    {"stream_state": True, "steps_per_frame": 2, "window": 4, "leak": 0.5},
+    {"stream_state": True, "window": 0, "leak": 1.0, "pool_decay": 1.0},  # pure carry-over, running mean
+], ids=["T2", "stream", "stream-2-steps", "stream-carry-over"])
+def test_onnxruntime_matches_torch(tiny_yolo_checkpoint, video: Path, settings: dict) -> None:
+    """Frame by frame on the video, the onnxruntime detector gives PyTorch's outputs, firing rates and
+    detections (on a network that fires, so the state carried between frames matters); frames may differ
+    only as the export's parity rule allows (a float32 threshold tie)."""
+    network = _firing_network(tiny_yolo_checkpoint[0])
+    torch_det = make_detector(network, **settings)
+    ort_det = make_ort_detector(network, 64, **settings)
+    assert ort_det.label == torch_det.label
+    if settings.get("stream_state"):
+        assert isinstance(ort_det, OrtStreamingDetector)
+    torch_det.reset()
+    ort_det.reset()
+    frames = _frames(video)
+    matched = 0
+    for frame in frames:
+        x = to_tensor([letterbox(frame, 64)])
+        got, ref = ort_det(x), torch_det(x)
+        if parity_error(got.numpy(), ref.numpy(), 64)[1] > TOLERANCE:
+            continue
+        matched += 1
+        assert max(abs(a - b) for a, b in zip(ort_det.rates, torch_det.rates)) <= TOLERANCE
+        assert ort_det.rate == pytest.approx(torch_det.rate, abs=1e-6) and ort_det.rate > 0
+        dets = [scaled_nms(out, 64, [frame.shape[:2]], CONF)[0] for out in (got, ref)]
+        assert len(dets[0]) == len(dets[1]) > 0
+        torch.testing.assert_close(dets[0], dets[1], atol=0.1, rtol=1e-3)
+    assert matched >= max(1, MIN_MATCH * len(frames)), f"{matched}/{len(frames)} frames match"
+
+
+def test_bad_backend_fails_with_one_line(video: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "tools/demo.py", "--source", str(video), "--no-show", "--backend", "tensorflow"], cwd=ROOT,
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "error: --backend must be one of onnxruntime, torch, got 'tensorflow'"
 
 
 @pytest.mark.parametrize(

@@ -12,10 +12,10 @@ import pytest
 import torch
 
 from spikedet.data import load_dataset
-from spikedet.deploy import load_model
+from spikedet.deploy import SpikingDetector, load_model
 from spikedet.deploy.onnx_export import (
-    DEFAULT_OPSET, STATE_IN, STATE_OUT, UnrolledSNN, export_detector, onnx_latency, ort_session, parity_error,
-    run_stateful,
+    DEFAULT_OPSET, STATE_IN, STATE_OUT, UnrolledSNN, export_detector, firing_rates, graph_metadata, onnx_latency,
+    ort_session, parity_error, run_stateful,
 )
 from spikedet.engine.inference import image_batches
 
@@ -67,11 +67,15 @@ def test_unrolled_graph_equals_pytorch(exported, tiny_yolo_checkpoint, images) -
     assert any("images" in node.input for node in model.graph.node), "the simulation must read the image"
     network, _ = load_model(tiny_yolo_checkpoint[0])
     session = ort_session(path)
+    neurons = graph_metadata(session)["neurons"]
+    assert [o.name for o in model.graph.output] == ["output", "spikes"]
     for x in images:
-        got = session.run(None, {"images": x.numpy()})[0]
-        ref = network(x, T)[0].numpy()
+        got, spikes = session.run(None, {"images": x.numpy()})
+        detector = SpikingDetector(network, T)  # firing rates from the neurons' own counters
+        ref = detector(x).numpy()
         assert got.shape == ref.shape == (1, 4 + 6, 84)
         assert parity_error(got, ref, 64)[1] < 1e-4
+        np.testing.assert_allclose(firing_rates(spikes, neurons, T), detector.rates, atol=1e-6)
 
 
 def test_stateful_graph_steps_like_pytorch(exported, tiny_yolo_checkpoint, images) -> None:
@@ -79,20 +83,25 @@ def test_stateful_graph_steps_like_pytorch(exported, tiny_yolo_checkpoint, image
     model = onnx.load(path)
     inputs = [i.name for i in model.graph.input]
     outputs = [o.name for o in model.graph.output]
-    assert inputs[:2] == ["images", "reset"] and outputs[0] == "output"
+    assert inputs[:2] == ["images", "reset"] and outputs[:2] == ["output", "spikes"]
     states = inputs[2:]
-    assert states and [s.replace(STATE_IN, STATE_OUT, 1) for s in states] == outputs[1:]
+    assert states and [s.replace(STATE_IN, STATE_OUT, 1) for s in states] == outputs[2:]
     kinds = {s.rsplit(".", 1)[1] for s in states}
     assert {"v", "accumulated", "pooled", "total", "effective_steps"} <= kinds
     assert sum(".sites." in s for s in states) == 3 * 2, "SPPF's three pool calls keep separate state"
 
     network, _ = load_model(tiny_yolo_checkpoint[0])
     session = ort_session(path)
+    neurons = graph_metadata(session)["neurons"]
+    detector = SpikingDetector(network, T)
     for x in images:
         steps = run_stateful(session, x.numpy(), T)
         reference = network.anytime(x, [1, T])
-        assert parity_error(steps[0], reference[1][0].numpy(), 64)[1] < 1e-4
-        assert parity_error(steps[-1], reference[T][0].numpy(), 64)[1] < 1e-4
+        assert parity_error(steps[0][0], reference[1][0].numpy(), 64)[1] < 1e-4
+        assert parity_error(steps[-1][0], reference[T][0].numpy(), 64)[1] < 1e-4
+        detector(x)  # the mean rate over T steps is the mean of the per-step rates
+        rates = np.mean([firing_rates(spikes, neurons, 1) for _, spikes in steps], axis=0)
+        np.testing.assert_allclose(rates, detector.rates, atol=1e-6)
 
 
 def test_stateful_graph_reads_its_state(exported, images) -> None:

@@ -9,6 +9,7 @@
 --stream-state keeps the membrane state from frame to frame and simulates --steps-per-frame steps per frame; the
 read-out averages the last --window steps (default: T), and membranes and max-pools forget old scenes (--leak,
 --pool-decay). The overlay shows boxes, FPS, T, the mean firing rate and a per-layer firing-rate bar chart.
+--backend picks the runtime: onnxruntime (default; the graph is exported once and cached) or torch.
 """
 from __future__ import annotations
 
@@ -43,6 +44,11 @@ def main() -> None:
     parser.add_argument("--conf", type=float, default=0.25, help="score threshold")
     parser.add_argument("--iou", type=float, default=0.7, help="NMS IoU threshold")
     parser.add_argument("--max-frames", type=int, default=None, help="stop after N frames")
+    parser.add_argument("--backend", default="onnxruntime",
+                        help="onnxruntime (default) or torch. onnxruntime runs the detector exported to ONNX: "
+                             "faster on CPU than PyTorch's eager execution of the same network (see BENCHMARKS.md); "
+                             "the first run with a model and settings exports and checks the graph (seconds to a "
+                             "minute), later runs load it from the spikedet cache. torch runs the PyTorch model")
     args = parser.parse_args()
 
     def job() -> None:
@@ -52,7 +58,7 @@ def main() -> None:
         summary = run_demo(
             args.source, args.weights, args.T, args.imgsz, args.save, not args.no_show, args.stream_state,
             args.steps_per_frame, args.window, args.leak, args.pool_decay, args.ann, args.conf, args.iou,
-            args.max_frames,
+            args.max_frames, backend=args.backend,
         )
         print(summary.format())
         if summary.error:

@@ -13,7 +13,8 @@ import numpy as np
 from tqdm import tqdm
 
 from ..engine.inference import letterbox, scaled_nms, to_tensor
-from .detector import FrameDetector, load_model, make_detector
+from .detector import FrameDetector, check_imgsz, load_model, make_detector
+from .ort_backend import check_backend, make_ort_detector
 from .overlay import draw_detections, draw_panel, draw_rate_bars
 from .video import SourceError, VideoSource, open_writer
 
@@ -54,13 +55,6 @@ class DemoSummary:
             f"mean firing rate {rate}, {self.detections} detections\nper frame (ms): {stages}"
         )
         return text + (f"\nsaved: {self.saved}" if self.saved else "")
-
-
-def check_imgsz(imgsz: int) -> int:
-    """YOLO's input must be a multiple of its largest stride, 32."""
-    if imgsz < 32 or imgsz % 32:
-        raise ValueError(f"--imgsz must be a positive multiple of 32, got {imgsz}")
-    return imgsz
 
 
 def _check_display() -> None:
@@ -202,17 +196,25 @@ def run_demo(
     iou: float = 0.7,
     max_frames: int | None = None,
     progress: bool = True,
+    backend: str = "onnxruntime",
 ) -> DemoSummary:
     """Open ``source``, load the detector (default: the shipped model converted with qcfs) and run the demo.
 
     ``imgsz`` defaults to the model's training size; stream mode (``window`` default ``timesteps``, ``leak``,
-    ``pool_decay``): see :class:`~spikedet.deploy.detector.StreamingDetector`.
+    ``pool_decay``): see :class:`~spikedet.deploy.detector.StreamingDetector`. ``backend``: ``"onnxruntime"``
+    runs the exported graph (exported and checked against PyTorch on first use, then cached; see
+    :mod:`~spikedet.deploy.ort_backend`), ``"torch"`` the PyTorch model.
     """
+    check_backend(backend)
     if show:
         _check_display()
     with VideoSource(source) as video:  # first, so a bad source fails before the model loads
         model, config = load_model(weights, ann=ann)
-        detector = make_detector(model, timesteps, stream_state, steps_per_frame, window, leak, pool_decay)
         names = list(config.get("class_names") or [])
         size = check_imgsz(imgsz or int(config.get("imgsz", 320)))
+        settings = (timesteps, stream_state, steps_per_frame, window, leak, pool_decay)
+        if backend == "onnxruntime":
+            detector = make_ort_detector(model, size, *settings, log=print if progress else None)
+        else:
+            detector = make_detector(model, *settings)
         return process_video(source, detector, size, names, conf, iou, save, show, max_frames, progress, video)

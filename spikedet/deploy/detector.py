@@ -5,7 +5,9 @@ Each takes a letterboxed batch ``[B, 3, S, S]`` and returns the Detect head's de
 """
 from __future__ import annotations
 
+import contextlib
 from collections import deque
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Callable
 
@@ -18,9 +20,16 @@ from ..recipes import get_recipe
 from ..spiking import ReadOut, SpikingMaxPool, SpikingNetwork, SpikingNeuron, check_timesteps, fold_batchnorm
 
 __all__ = [
-    "resolve_weights", "load_model", "detect_output", "FrameDetector", "AnnDetector", "SpikingDetector",
-    "StreamingDetector", "make_detector",
+    "check_imgsz", "resolve_weights", "load_model", "detect_output", "forgetting_modules", "forgetting", "window_sum",
+    "FrameDetector", "AnnDetector", "SpikingDetector", "StreamingDetector", "make_detector",
 ]
+
+
+def check_imgsz(imgsz: int) -> int:
+    """YOLO's input must be a multiple of its largest stride, 32."""
+    if imgsz < 32 or imgsz % 32:
+        raise ValueError(f"--imgsz must be a positive multiple of 32, got {imgsz}")
+    return imgsz
 
 
 def resolve_weights(weights: str | Path | None) -> Path:
@@ -53,6 +62,46 @@ def load_model(weights: str | Path | None = None, ann: bool = False, method: str
 def detect_output(output: Any) -> torch.Tensor:
     """The decoded prediction tensor of a Detect head's eval output ``(y, raw)``."""
     return output[0] if isinstance(output, (list, tuple)) else output
+
+
+def forgetting_modules(net: nn.Module, leak: float, pool_decay: float) -> list[nn.Module]:
+    """The modules that forget between stream frames: the neurons when ``leak < 1``, the max-pools when
+    ``pool_decay < 1`` (a factor of 1 is the pure carry-over, left untouched rather than multiplied by 1)."""
+    return [m for m in net.modules() if isinstance(m, SpikingNeuron) and leak < 1] + [
+        m for m in net.modules() if isinstance(m, SpikingMaxPool) and pool_decay < 1
+    ]
+
+
+def _forget(module: nn.Module, leak: float, pool_decay: float) -> None:
+    """``v ← v0·θ + leak·(v − v0·θ)`` for a neuron; the accumulators scaled by ``pool_decay`` for a max-pool."""
+    if isinstance(module, SpikingNeuron):
+        rest = module.v0 * module.threshold
+        module.v.sub_(rest).mul_(leak).add_(rest)
+    else:
+        module.accumulated.mul_(pool_decay)
+        module.pooled.mul_(pool_decay)
+
+
+@contextlib.contextmanager
+def forgetting(modules: Sequence[nn.Module], leak: float, pool_decay: float) -> Iterator[None]:
+    """Inside the block, each of ``modules`` forgets right after each of its calls: a forward hook, so each of
+    SPPF's three pool call sites decays its own state, which the module holds right after that call. Used by
+    the PyTorch stream and traced into the ONNX stream graph alike."""
+    hooks = [m.register_forward_hook(lambda mod, args, out: _forget(mod, leak, pool_decay)) for m in modules]
+    try:
+        yield
+    finally:
+        for hook in hooks:
+            hook.remove()
+
+
+def window_sum(frames: Sequence[Any]) -> Any:
+    """``frames[0] + frames[1] + …`` in this order (tensors or arrays alike), so the PyTorch and the
+    onnxruntime stream round the read-out window's sum the same way."""
+    total = frames[0]
+    for frame in frames[1:]:
+        total = total + frame
+    return total
 
 
 class FrameDetector:
@@ -151,9 +200,7 @@ class StreamingDetector(_SpikingBase):
                 raise ValueError(f"the {name} must be in [0, 1], got {value}")
         self.leak, self.pool_decay = leak, pool_decay
         self.readouts = [m for m in network.net.modules() if isinstance(m, ReadOut)]
-        self._forgetting = [m for m in self.neurons if leak < 1] + [
-            m for m in network.net.modules() if isinstance(m, SpikingMaxPool) and pool_decay < 1
-        ]
+        self._forgetting = forgetting_modules(network.net, leak, pool_decay)
         # per-frame input sums of the read-outs, for the frames before the current one inside the window
         self._past: deque[list[torch.Tensor]] = deque(maxlen=self.window // self.steps - 1 if self.window else 0)
         span = f"window {self.window}" if self.window else "running mean"
@@ -170,29 +217,15 @@ class StreamingDetector(_SpikingBase):
         """Set each read-out's running sum and step count to those of the window's earlier frames."""
         loaded = []
         for i, readout in enumerate(self.readouts):
-            total = torch.stack([frame[i] for frame in self._past]).sum(0) if self._past else None
+            total = window_sum([frame[i] for frame in self._past]) if self._past else None
             readout.total, readout.effective_steps = total, len(self._past) * self.steps or None
             loaded.append(total)
         return loaded
 
-    def _forget(self, module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
-        """Runs after each call of a neuron or max-pool (a forward hook, so each of SPPF's three pool call
-        sites decays its own state, which the module holds right after that call)."""
-        if isinstance(module, SpikingNeuron):
-            rest = module.v0 * module.threshold
-            module.v.sub_(rest).mul_(self.leak).add_(rest)
-        else:
-            module.accumulated.mul_(self.pool_decay)
-            module.pooled.mul_(self.pool_decay)
-
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         loaded = self._load_window() if self.window else None
-        hooks = [m.register_forward_hook(self._forget) for m in self._forgetting]  # only while streaming
-        try:
+        with forgetting(self._forgetting, self.leak, self.pool_decay):  # hooked only while streaming
             out = self._counted(lambda: self.network.stream(images, self.steps))
-        finally:
-            for hook in hooks:
-                hook.remove()
         if loaded is not None and self._past.maxlen:
             self._past.append([r.total if t is None else r.total - t for r, t in zip(self.readouts, loaded)])
         self.frames += 1

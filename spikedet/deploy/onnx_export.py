@@ -2,13 +2,19 @@
 
 Two graphs of a spiking network, both for batch 1 at a fixed input size:
 
-- **unrolled** (:class:`UnrolledSNN`): ``images → output``; T steps from a reset state, the Detect head's
-  decoded output ``[1, 4 + nc, A]`` before NMS, exactly what ``SpikingNetwork(x, T)`` returns.
-- **stateful** (:class:`SteppedSNN`): ``(images, reset, state…) → (output, state…)``; one time step with the
-  whole simulation state as explicit tensors — membrane potentials (and the counters of signed/CIF neurons),
-  the max-pool accumulators (one set per call site: SPPF calls its pool three times), the read-outs' running
-  sums and step counts. A streaming runtime starts with zero tensors and ``reset = true``, then feeds each
-  ``state_out.*`` back as ``state_in.*``; the output after t steps is the t-step read-out.
+- **unrolled** (:class:`UnrolledSNN`): ``images → (output, spikes)``; T steps from a reset state, the Detect
+  head's decoded output ``[1, 4 + nc, A]`` before NMS, exactly what ``SpikingNetwork(x, T)`` returns.
+- **stateful** (:class:`SteppedSNN`): ``(images, reset, state…) → (output, spikes, state…)``; one time step
+  with the whole simulation state as explicit tensors — membrane potentials (and the counters of signed/CIF
+  neurons), the max-pool accumulators (one set per call site: SPPF calls its pool three times), the read-outs'
+  running sums and step counts. A streaming runtime starts with zero tensors and ``reset = true``, then feeds
+  each ``state_out.*`` back as ``state_in.*``; the output after t steps is the t-step read-out. The demo's
+  stream graph is a variant: several steps per call, the stream's forgetting built in, and no ``reset`` input
+  (the caller feeds :meth:`SteppedSNN.initial_state` instead, which spares a select over every state tensor).
+
+``spikes`` ``[L]`` holds the spikes each neuron layer emitted in the call (a sum per layer, in the order of
+``network.modules()``), the quantity the neurons' own ``record`` counters add up; the metadata's ``neurons``
+gives each layer's neurons per image and step, so firing rates need no second pass.
 
 The spiking kernels update their state in place and write into preallocated buffers, which the TorchScript
 tracer does not follow (it would bake the simulation into constants). So the forward is first made
@@ -30,11 +36,12 @@ the worst difference.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -51,16 +58,17 @@ from ..engine.evaluate import build_snn, check_classes, load_detector
 from ..engine.inference import image_batches
 from ..recipes import get_recipe
 from ..spiking import (
-    OnlineSchedule, ReadOut, SpikingNetwork, SpikingNeuron, StatefulModule, check_timesteps, fold_batchnorm,
+    OnlineSchedule, ReadOut, SpikeMonitor, SpikingNetwork, SpikingNeuron, StatefulModule, check_timesteps,
+    fold_batchnorm,
 )
 from ..spiking.bench import time_ms
-from .demo import check_imgsz
-from .detector import detect_output, resolve_weights
+from .detector import check_imgsz, detect_output, forgetting, forgetting_modules, resolve_weights
 
 __all__ = [
     "DEFAULT_OPSET", "TOLERANCE", "MIN_MATCH", "ExportError", "UnrolledSNN", "SteppedSNN", "AnnGraph",
-    "functional_graph", "export_graph", "ort_session", "run_stateful", "parity_error", "onnx_latency",
-    "export_detector", "format_export",
+    "functional_graph", "export_graph", "export_unrolled", "export_stateful", "export_ann", "graph_metadata",
+    "ort_session", "run_stateful", "parity_error", "firing_rates", "onnx_latency", "export_detector",
+    "format_export",
 ]
 
 DEFAULT_OPSET = 17
@@ -73,16 +81,55 @@ class ExportError(ValueError):
     """The export failed, or onnxruntime does not reproduce PyTorch within the tolerance."""
 
 
+class _SpikeCounts:
+    """Spikes emitted by each neuron layer of ``net`` during a forward, as tensors a trace can output.
+
+    ``with counts.counting(): ...`` hooks the neurons for the block; :meth:`stacked` gives the ``[L]`` counts in
+    module order (``|out| / θ`` summed, as the neurons' ``record`` counters do) and :attr:`sizes` each layer's
+    neurons per image and step.
+    """
+
+    def __init__(self, net: nn.Module) -> None:
+        self.neurons = [m for m in net.modules() if isinstance(m, SpikingNeuron)]
+        self.sizes = [0] * len(self.neurons)
+        self._counts: dict[int, torch.Tensor] = {}
+
+    @contextlib.contextmanager
+    def counting(self) -> Iterator[None]:
+        self._counts = {}
+
+        def hook(index: int, module: SpikingNeuron, output: torch.Tensor) -> None:
+            count = output.abs().sum() / module.threshold
+            self._counts[index] = count + self._counts[index] if index in self._counts else count
+            self.sizes[index] = output[0].numel()
+
+        hooks = [
+            m.register_forward_hook(lambda mod, args, out, i=i: hook(i, mod, out)) for i, m in enumerate(self.neurons)
+        ]
+        try:
+            yield
+        finally:
+            for h in hooks:
+                h.remove()
+
+    def stacked(self) -> torch.Tensor:
+        return torch.stack([self._counts[i] for i in range(len(self.neurons))])
+
+
 class UnrolledSNN(nn.Module):
-    """``forward(images)``: T steps from a reset state → the decoded Detect output (before NMS)."""
+    """``forward(images) → (output, spikes)``: T steps from a reset state → the decoded Detect output (before
+    NMS) and the spikes of each neuron layer (see the module docstring)."""
 
     def __init__(self, network: SpikingNetwork, timesteps: int = 4) -> None:
         super().__init__()
         self.network = network
         self.timesteps = check_timesteps(timesteps)[0]
+        self.spikes = _SpikeCounts(network.net)
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return detect_output(self.network(images, self.timesteps))
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        with self.spikes.counting():
+            output = detect_output(self.network(images, self.timesteps))
+        return output, self.spikes.stacked()
 
 
 class AnnGraph(nn.Module):
@@ -114,17 +161,19 @@ class _CallSites(nn.Module):
 
 
 class _TensorCountReadOut(ReadOut):
-    """A read-out for one step per call that keeps its step count as a tensor: in a traced graph the count is
-    then an input, where :class:`ReadOut` computes ``1/n`` in Python and the trace would bake it in."""
+    """A read-out (all steps awake) that keeps its step count as a tensor: in a traced graph the count is then
+    an input, where :class:`ReadOut` computes ``1/n`` in Python and the trace would bake it in."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.enter_call_site()
-        if self.ctx.steps != 1:
-            raise ValueError("the stateful export runs one step per call")
-        total = x if self.total is None else self.total + x
-        steps = torch.ones((), dtype=x.dtype) if self.effective_steps is None else self.effective_steps + 1
-        self.total, self.effective_steps = total, steps
-        return self.layer(total * steps.reciprocal())
+        steps = self.ctx.steps
+        acc = x.view(steps, x.shape[0] // steps, *x.shape[1:]).cumsum(0)
+        if self.total is not None:
+            acc = acc + self.total
+        done = torch.zeros((), dtype=x.dtype) if self.effective_steps is None else self.effective_steps
+        effective = done + torch.arange(1, steps + 1, dtype=x.dtype)
+        self.total, self.effective_steps = acc[-1], effective[-1]
+        return self.layer((acc * effective.reciprocal().view(-1, *([1] * (acc.dim() - 1)))).flatten(0, 1))
 
 
 def _set_module(root: nn.Module, name: str, module: nn.Module) -> None:
@@ -133,16 +182,25 @@ def _set_module(root: nn.Module, name: str, module: nn.Module) -> None:
 
 
 class SteppedSNN(nn.Module):
-    """``forward(images, reset, *state) → (output, *next_state)``: one time step with explicit state.
+    """``forward(images, reset, *state) → (output, spikes, *next_state)``: ``steps`` time steps (default one)
+    with explicit state.
 
     Built on a copy of ``network`` (which is left reset) in which every stateful module has one call site and
     the read-outs count steps in a tensor. ``state_names`` lists the state tensors (``<module>.<attribute>``) in
     order, :meth:`zero_state` gives tensors of their shapes. Where ``reset`` is true the state inputs are
-    ignored and the reset state is used (potentials ``v0·θ``, everything else zero).
+    ignored and the reset state is used (potentials ``v0·θ``, everything else zero). With
+    ``reset_input=False`` there is no ``reset`` input: feed :meth:`initial_state` to start a sequence.
+    ``leak`` / ``pool_decay`` < 1 apply the demo stream's forgetting after the steps (see
+    :class:`~spikedet.deploy.detector.StreamingDetector`).
     """
 
-    def __init__(self, network: SpikingNetwork, example: torch.Tensor) -> None:
+    def __init__(
+        self, network: SpikingNetwork, example: torch.Tensor, steps: int = 1, leak: float = 1.0,
+        pool_decay: float = 1.0, reset_input: bool = True,
+    ) -> None:
         super().__init__()
+        self.steps = check_timesteps(steps)[0]
+        self.leak, self.pool_decay, self.reset_input = leak, pool_decay, reset_input
         calls: dict[str, int] = {}
         hooks = [
             m.register_forward_pre_hook(lambda mod, args, name=name: calls.__setitem__(name, calls.get(name, 0) + 1))
@@ -162,6 +220,8 @@ class SteppedSNN(nn.Module):
             if n > 1:
                 _set_module(net, name, _CallSites(net.get_submodule(name), n))
         self.network = SpikingNetwork(net, OnlineSchedule())
+        self.spikes = _SpikeCounts(net)
+        self._forgetting = forgetting_modules(net, leak, pool_decay)
         self.network.reset()
         self.network.stream(example, 1)  # fills every state, giving names and shapes
         self._slots = [
@@ -172,21 +232,36 @@ class SteppedSNN(nn.Module):
         ]
         self.state_names = [f"{name}.{attr}" for name, _, attr in self._slots]
         self.state_shapes = [tuple(getattr(m, attr).shape) for _, m, attr in self._slots]
+        # (total, effective_steps) state indices of each read-out, for read-out windows kept by the caller
+        self.readout_slots = [
+            (i, i + 1) for i, (_, module, attr) in enumerate(self._slots)
+            if isinstance(module, ReadOut) and attr == "total"
+        ]
         self.network.reset()
 
     def zero_state(self) -> list[torch.Tensor]:
         return [torch.zeros(shape) for shape in self.state_shapes]
+
+    def initial_state(self) -> list[torch.Tensor]:
+        """The reset state: potentials ``v0·θ``, everything else zero."""
+        return [self._reset_value(module, attr, s) for (_, module, attr), s in zip(self._slots, self.zero_state())]
 
     def _reset_value(self, module: nn.Module, attr: str, state: torch.Tensor) -> torch.Tensor:
         if isinstance(module, SpikingNeuron) and attr == "v":
             return (module.v0 * module.threshold).to(state.dtype).expand(state.shape)
         return torch.zeros_like(state)
 
-    def forward(self, images: torch.Tensor, reset: torch.Tensor, *state: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    def forward(self, images: torch.Tensor, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        if self.reset_input:
+            reset, *state = inputs
+            state = [torch.where(reset, self._reset_value(m, a, s), s) for (_, m, a), s in zip(self._slots, state)]
+        else:
+            state = [s.clone() for s in inputs]  # the kernels update state in place; graph inputs stay untouched
         for (_, module, attr), value in zip(self._slots, state):
-            setattr(module, attr, torch.where(reset, self._reset_value(module, attr, value), value))
-        output = detect_output(self.network.stream(images, 1))
-        return (output, *(getattr(module, attr) for _, module, attr in self._slots))
+            setattr(module, attr, value)
+        with self.spikes.counting(), forgetting(self._forgetting, self.leak, self.pool_decay):
+            output = detect_output(self.network.stream(images, self.steps))
+        return (output, self.spikes.stacked(), *(getattr(module, attr) for _, module, attr in self._slots))
 
 
 # Writes into a slice of a buffer (``out[t] = ...`` in the spiking kernels) appear as select_scatter /
@@ -349,14 +424,16 @@ def ort_session(path: str | Path, threads: int | None = None) -> ort.InferenceSe
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
-def run_stateful(session: ort.InferenceSession, images: np.ndarray, steps: int) -> list[np.ndarray]:
-    """Outputs of a stateful graph after each of ``steps`` steps from a reset, feeding its state back."""
+def run_stateful(session: ort.InferenceSession, images: np.ndarray, steps: int) -> list[list[np.ndarray]]:
+    """``[output, spikes]`` of a stateful graph after each of ``steps`` steps from a reset, feeding its state
+    back."""
     state = {i.name: np.zeros(i.shape, dtype=np.float32) for i in session.get_inputs() if i.name.startswith(STATE_IN)}
+    names = [o.name for o in session.get_outputs()]
     outputs = []
     for t in range(steps):
-        result = session.run(None, {"images": images, "reset": np.array(t == 0), **state})
-        outputs.append(result[0])
-        state = dict(zip(state, result[1:]))
+        result = dict(zip(names, session.run(None, {"images": images, "reset": np.array(t == 0), **state})))
+        outputs.append([result["output"], result["spikes"]])
+        state = {name: result[STATE_OUT + name[len(STATE_IN):]] for name in state}
     return outputs
 
 
@@ -390,60 +467,134 @@ def _eval_images(config: dict, data: str | None, imgsz: int, count: int) -> list
     return [images for images, _ in image_batches(dataset.records[:count], imgsz, 1)]
 
 
-Pairs = list[tuple[np.ndarray, np.ndarray]]  # (onnxruntime, PyTorch) outputs of one image
+# per image, per compared step: (onnxruntime output, PyTorch output, onnxruntime rates, PyTorch rates); the
+# per-layer firing rates are None for the ANN
+Pairs = list[tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]]
+
+
+def firing_rates(spikes: np.ndarray, neurons: Sequence[int], steps: int) -> np.ndarray:
+    """Per-layer firing rates (spikes per neuron and step) from a graph's ``spikes`` output."""
+    return np.asarray(spikes, dtype=np.float64) / (np.asarray(neurons, dtype=np.float64) * steps)
 
 
 def _parity(graph: str, path: Path, images: list[Pairs], imgsz: int, tol: float, min_match: float) -> dict:
-    """The report row of a graph: an image matches when all its outputs agree within ``tol``; the graph
-    passes when at least ``min_match`` of the images (and at least one) match."""
-    errors = [[parity_error(got, ref, imgsz) for got, ref in pairs] for pairs in images]
+    """The report row of a graph: an image matches when all its outputs agree within ``tol`` (and so do its
+    per-layer firing rates); the graph passes when at least ``min_match`` of the images (and at least one)
+    match."""
+    errors = [[parity_error(got, ref, imgsz) for got, ref, _, _ in pairs] for pairs in images]
+    rate_errors = [
+        max((float(np.abs(g - r).max()) for _, _, g, r in pairs if g is not None), default=0.0) for pairs in images
+    ]
     per_image = [max(e[1] for e in image) for image in errors]
-    matched = sum(e <= tol for e in per_image)
+    matched = sum(e <= tol and r <= tol for e, r in zip(per_image, rate_errors))
     return {
         "graph": graph, "path": str(path), "checker": True, "images_matched": matched, "images": len(per_image),
         "median_diff": float(np.median(per_image)), "normalised_diff": max(per_image),
-        "max_abs_diff": max(e[0] for image in errors for e in image),
+        "max_abs_diff": max(e[0] for image in errors for e in image), "rate_diff": max(rate_errors),
         "ok": matched >= max(1, math.ceil(min_match * len(per_image))),
     }
 
 
-def _export_unrolled(network: SpikingNetwork, samples: list[torch.Tensor], out: Path, timesteps: int, opset: int,
-                     meta: dict) -> list[Pairs]:
+def export_unrolled(network: SpikingNetwork, example: torch.Tensor, out: str | Path, timesteps: int,
+                    opset: int = DEFAULT_OPSET, meta: dict | None = None) -> UnrolledSNN:
+    """Write the unrolled T-step graph of ``network`` for inputs shaped like ``example``; returns the module
+    it was traced from (for PyTorch comparisons)."""
     unrolled = UnrolledSNN(network, timesteps)
-    unrolled(samples[0])  # the Detect head caches its anchors for this input size before tracing
-    export_graph(unrolled, [samples[0]], out, ["images"], ["output"], opset,
-                 {"spikedet": {**meta, "graph": "snn-unrolled", "timesteps": timesteps}})
-    session = ort_session(out)
-    return [[(session.run(None, {"images": x.numpy()})[0], unrolled(x).numpy())] for x in samples]
+    unrolled(example)  # caches the Detect anchors for this input size, and the layer sizes, before tracing
+    export_graph(unrolled, [example], out, ["images"], ["output", "spikes"], opset, {"spikedet": {
+        **(meta or {}), "graph": "snn-unrolled", "timesteps": timesteps, "neurons": unrolled.spikes.sizes,
+    }})
+    return unrolled
 
 
-def _export_stateful(network: SpikingNetwork, samples: list[torch.Tensor], out: Path, timesteps: int, opset: int,
-                     meta: dict) -> list[Pairs]:
-    """Export one step; compare every step of a T-step onnxruntime run from reset with PyTorch's read-outs."""
-    stepped = SteppedSNN(network, samples[0])
-    usage = "zero tensors and reset=true on the first step, then feed each state_out.* back as state_in.*"
-    export_graph(
-        stepped, [samples[0], torch.tensor(True), *stepped.zero_state()], out,
-        ["images", "reset", *(STATE_IN + n for n in stepped.state_names)],
-        ["output", *(STATE_OUT + n for n in stepped.state_names)], opset,
-        {"spikedet": {**meta, "graph": "snn-stateful", "state": stepped.state_names, "usage": usage}},
+def export_stateful(network: SpikingNetwork, example: torch.Tensor, out: str | Path, steps: int = 1,
+                    leak: float = 1.0, pool_decay: float = 1.0, reset_input: bool = True,
+                    opset: int = DEFAULT_OPSET, meta: dict | None = None) -> SteppedSNN:
+    """Write the stateful graph (see :class:`SteppedSNN` for the arguments); returns the module it was traced
+    from (its ``state_names``, ``readout_slots`` and :meth:`~SteppedSNN.initial_state` describe the state)."""
+    stepped = SteppedSNN(network, example, steps, leak, pool_decay, reset_input)
+    state = stepped.zero_state()
+    stepped(example, *([torch.tensor(True)] if reset_input else []), *state)  # layer sizes for the metadata
+    flag = ["reset"] if reset_input else []
+    usage = (
+        "zero tensors and reset=true on the first step, then feed each state_out.* back as state_in.*"
+        if reset_input else "the initial state (v0*threshold for v, zeros else) first, then feed each state_out.* back"
     )
+    export_graph(
+        stepped, [example, *([torch.tensor(True)] if reset_input else []), *state], out,
+        ["images", *flag, *(STATE_IN + n for n in stepped.state_names)],
+        ["output", "spikes", *(STATE_OUT + n for n in stepped.state_names)], opset,
+        {"spikedet": {
+            **(meta or {}), "graph": "snn-stateful", "steps": stepped.steps, "leak": leak, "pool_decay": pool_decay,
+            "state": stepped.state_names, "neurons": stepped.spikes.sizes, "usage": usage,
+        }},
+    )
+    return stepped
+
+
+def export_ann(model: nn.Module, example: torch.Tensor, out: str | Path, opset: int = DEFAULT_OPSET,
+               meta: dict | None = None) -> AnnGraph:
+    """Write the BN-folded ANN's graph; returns the module it was traced from."""
+    ann = AnnGraph(fold_batchnorm(copy.deepcopy(model)))
+    with torch.no_grad():
+        ann(example)
+        export_graph(ann, [example], out, ["images"], ["output"], opset, {"spikedet": {**(meta or {}), "graph": "ann"}})
+    return ann
+
+
+def graph_metadata(session: ort.InferenceSession) -> dict[str, Any]:
+    """The ``spikedet`` metadata an exported graph carries (graph kind, neurons per layer, state names, ...)."""
+    return json.loads(session.get_modelmeta().custom_metadata_map.get("spikedet", "{}"))
+
+
+def _check_unrolled(network: SpikingNetwork, samples: list[torch.Tensor], out: Path, timesteps: int, opset: int,
+                    meta: dict) -> list[Pairs]:
+    unrolled = export_unrolled(network, samples[0], out, timesteps, opset, meta)
     session = ort_session(out)
+    neurons = graph_metadata(session)["neurons"]
+    pairs = []
+    for x in samples:
+        got, got_spikes = session.run(None, {"images": x.numpy()})
+        ref, ref_spikes = unrolled(x)
+        rates = [firing_rates(s, neurons, timesteps) for s in (got_spikes, ref_spikes.numpy())]
+        pairs.append([(got, ref.numpy(), *rates)])
+    return pairs
+
+
+def _monitored_steps(network: SpikingNetwork, x: torch.Tensor, timesteps: int) -> tuple[dict[int, Any], list]:
+    """PyTorch's read-outs after each of T steps from a reset, and each step's per-layer spikes counted by a
+    :class:`SpikeMonitor` (the neurons' own statistics, not the export's counting)."""
+    monitor = SpikeMonitor(network)
+    try:
+        outputs = network.anytime(x, list(range(1, timesteps + 1)), record=True)
+    finally:
+        monitor.close()
+    return outputs, [[monitor.spikes[name][t] for name in monitor.neurons] for t in range(timesteps)]
+
+
+def _check_stateful(network: SpikingNetwork, samples: list[torch.Tensor], out: Path, timesteps: int, opset: int,
+                    meta: dict) -> list[Pairs]:
+    """Export one step; compare every step of a T-step onnxruntime run from reset with PyTorch's read-outs."""
+    export_stateful(network, samples[0], out, opset=opset, meta=meta)
+    session = ort_session(out)
+    neurons = graph_metadata(session)["neurons"]
     images = []
     for x in samples:
-        ref = network.anytime(x, list(range(1, timesteps + 1)))
+        ref, ref_spikes = _monitored_steps(network, x, timesteps)
         steps = run_stateful(session, x.numpy(), timesteps)
-        images.append([(got, detect_output(ref[t + 1]).numpy()) for t, got in enumerate(steps)])
+        images.append([
+            (got, detect_output(ref[t + 1]).numpy(), firing_rates(spikes, neurons, 1),
+             firing_rates(ref_spikes[t], neurons, 1))
+            for t, (got, spikes) in enumerate(steps)
+        ])
     return images
 
 
-def _export_ann(model: nn.Module, samples: list[torch.Tensor], out: Path, opset: int, meta: dict) -> list[Pairs]:
-    ann = AnnGraph(fold_batchnorm(copy.deepcopy(model)))
+def _check_ann(model: nn.Module, samples: list[torch.Tensor], out: Path, opset: int, meta: dict) -> list[Pairs]:
+    ann = export_ann(model, samples[0], out, opset, meta)
+    session = ort_session(out)
     with torch.no_grad():
-        ann(samples[0])
-        export_graph(ann, [samples[0]], out, ["images"], ["output"], opset, {"spikedet": {**meta, "graph": "ann"}})
-        session = ort_session(out)
-        return [[(session.run(None, {"images": x.numpy()})[0], ann(x).numpy())] for x in samples]
+        return [[(session.run(None, {"images": x.numpy()})[0], ann(x).numpy(), None, None)] for x in samples]
 
 
 def export_detector(
@@ -478,12 +629,12 @@ def export_detector(
     out = Path(out)
     meta = {"weights": str(path), "imgsz": imgsz, "class_names": config.get("class_names"), "opset": opset}
     exports = [
-        ("snn-stateful", out, lambda: _export_stateful(network, samples, out, timesteps, opset, meta)) if stateful
-        else ("snn-unrolled", out, lambda: _export_unrolled(network, samples, out, timesteps, opset, meta))
+        ("snn-stateful", out, lambda: _check_stateful(network, samples, out, timesteps, opset, meta)) if stateful
+        else ("snn-unrolled", out, lambda: _check_unrolled(network, samples, out, timesteps, opset, meta))
     ]
     if kind == "ann" and with_ann:
         ann_path = out.with_name(f"{out.stem}_ann.onnx")
-        exports.append(("ann", ann_path, lambda: _export_ann(model, samples, ann_path, opset, meta)))
+        exports.append(("ann", ann_path, lambda: _check_ann(model, samples, ann_path, opset, meta)))
     graphs = [_parity(name, path, run(), imgsz, tolerance, min_match) for name, path, run in exports]
     return {
         "opset": opset, "imgsz": imgsz, "timesteps": timesteps, "images": len(samples), "tolerance": tolerance,
@@ -497,12 +648,14 @@ def format_export(report: dict[str, Any]) -> str:
         f"ONNX opset {report['opset']}, {report['imgsz']} px, T={report['timesteps']}: onnxruntime vs PyTorch on "
         f"{report['images']} images of the evaluation split",
         f"difference normalised by the output scale (boxes / input size, scores), tolerance {report['tolerance']:g}; "
-        f"a graph passes when at least {report['min_match']:.0%} of the images match",
-        f"{'graph':<13} {'matched':>8} {'median':>9} {'worst':>9} {'max |diff|':>10} {'ok':>3}  path",
+        f"a graph passes when at least {report['min_match']:.0%} of the images match (outputs and per-layer "
+        "firing rates)",
+        f"{'graph':<13} {'matched':>8} {'median':>9} {'worst':>9} {'max |diff|':>10} {'rate diff':>9} {'ok':>3}  path",
     ]
     for g in report["graphs"]:
         lines.append(
             f"{g['graph']:<13} {g['images_matched']:>4}/{g['images']:<3} {g['median_diff']:>9.2g} "
-            f"{g['normalised_diff']:>9.2g} {g['max_abs_diff']:>10.3g} {'yes' if g['ok'] else 'NO':>3}  {g['path']}"
+            f"{g['normalised_diff']:>9.2g} {g['max_abs_diff']:>10.3g} {g['rate_diff']:>9.2g} "
+            f"{'yes' if g['ok'] else 'NO':>3}  {g['path']}"
         )
     return "\n".join(lines)
