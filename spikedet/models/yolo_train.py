@@ -13,9 +13,10 @@ import yaml
 
 from ..checkpoint import load_checkpoint, save_checkpoint
 from ..env import font_available, import_ultralytics
+from ..spiking.quant import QCFS
 from .yolo import build_yolo, model_yaml, yolo_config
 
-__all__ = ["train_yolo"]
+__all__ = ["match_rounding", "train_yolo"]
 
 import_ultralytics()
 from ultralytics.models.yolo.detect import DetectionTrainer  # noqa: E402  (after the offline set-up)
@@ -42,7 +43,23 @@ class QCFSDetectionTrainer(DetectionTrainer):
             missing, unexpected = model.load_state_dict(state, strict=False)
             if unexpected:
                 raise ValueError(f"--init {init}: parameters that do not fit this model: {unexpected[:3]}")
+            if config.get("quant"):
+                match_rounding(model, float(config["quant"]["shift"]))
         return model
+
+
+def match_rounding(model: torch.nn.Module, source_shift: float) -> None:
+    """Start a model whose QCFS rounds differently (CASC's floor, φ = 0) exactly where a QCFS init (φ = ½) was.
+
+    ``floor(z·L/λ + φ_src) = floor((z + (φ_src − φ)·λ/L)·L/λ + φ)``, and the clamp thresholds move with it, so
+    adding ``(φ_src − φ)·λ/L`` to the bias of the BatchNorm before each activation makes the fine-tuning start
+    from the very function it was initialised with instead of one that lost half a level everywhere.
+    """
+    for module in model.modules():
+        act, bn = getattr(module, "act", None), getattr(module, "bn", None)
+        if isinstance(act, QCFS) and isinstance(bn, torch.nn.BatchNorm2d) and act.shift != source_shift:
+            with torch.no_grad():
+                bn.bias += (source_shift - act.shift) * act.threshold / act.levels
 
 
 def train_yolo(

@@ -176,16 +176,17 @@ def cos_offset(
     return torch.where(over, base - down, torch.where(under, base + up, base))
 
 
-def pascal_emit(total: torch.Tensor, threshold: torch.Tensor, levels: int, steps: int) -> torch.Tensor:
+def pascal_emit(total: torch.Tensor, threshold: torch.Tensor, levels: int, steps: int, tol: float = 8e-5) -> torch.Tensor:
     """PASCAL in rate semantics: the QCFS value of the mean input, emitted front-loaded over ``steps`` steps.
 
     ``total`` is the input summed over the steps. Integrate → correct → emit (:func:`pascal_accumulate` on the
     mean current, quantum ``q = θ/L``) gives ``c = clip(floor(mean/q + ½), 0, L)`` quanta; they leave as spikes
     worth ``q·steps`` (θ when ``steps = L``), at most ``ceil(L/steps)`` per step, so the mean output over the
-    steps is exactly ``q·c``, the QCFS activation, whatever the timing of the input.
+    steps is exactly ``q·c``, the QCFS activation, whatever the timing of the input. ``tol``: see
+    :func:`pascal_accumulate`.
     """
     quantum = threshold / levels
-    quanta = pascal_accumulate((total / steps).unsqueeze(0), quantum, levels).sum(0) / quantum
+    quanta = pascal_accumulate((total / steps).unsqueeze(0), quantum, levels, tol).sum(0) / quantum
     per_step = -(-levels // steps)
     t = torch.arange(steps, device=total.device, dtype=total.dtype).view(-1, *([1] * total.dim()))
     counts = (quanta.unsqueeze(0) - t * per_step).clamp(0, per_step)

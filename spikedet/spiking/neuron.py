@@ -148,11 +148,16 @@ class PascalNeuron(SpikingNeuron):
     """PASCAL's spike-accumulation neuron: integrates the whole input sequence, then emits the QCFS value of
     its mean exactly (front-loaded). Layer-sequential: an output exists only after all T input steps."""
 
-    def __init__(self, threshold: float | torch.Tensor, levels: int, v0: float | torch.Tensor = 0.5) -> None:
+    def __init__(
+        self, threshold: float | torch.Tensor, levels: int, v0: float | torch.Tensor = 0.5, tol: float = 8e-5
+    ) -> None:
         super().__init__(threshold, v0)
         if float(self.v0) != 0.5:
             raise ValueError("PascalNeuron reproduces QCFS with shift 0.5 (round to nearest); got v0 != 0.5")
+        if not 0.0 <= tol < 0.5:
+            raise ValueError(f"PascalNeuron tol must be in [0, 0.5), got {tol}")
         self.levels = int(levels)
+        self.tol = float(tol)
 
     def _init_state(self, shape: torch.Size, like: torch.Tensor) -> None:
         """No membrane state carries over: each call integrates its whole input sequence."""
@@ -161,7 +166,7 @@ class PascalNeuron(SpikingNeuron):
         if self.ctx.input_mask() is not None:
             raise ValueError("PascalNeuron has no sleep steps")
         total = x * steps if constant else x.sum(0)
-        return F.pascal_emit(total, self.threshold, self.levels, steps)
+        return F.pascal_emit(total, self.threshold, self.levels, steps, self.tol)
 
     def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, levels={self.levels}"
+        return f"{super().extra_repr()}, levels={self.levels}, tol={self.tol:g}"
