@@ -232,3 +232,13 @@ def test_convert_and_evaluate(method: str, tiny_ssd: Path, tiny_data: Path, tmp_
     summary = evaluate_checkpoint(tmp_path / f"snn_{method}.pt", tiny_data, [2], tmp_path / "eval", batch=4)
     assert summary["snn"]["2"]["map50_95"] == pytest.approx(results["snn"]["2"]["map50_95"], abs=1e-9)
     assert len(summary["coco_lines"]["SNN T=2"]) == 12
+
+
+@pytest.mark.parametrize("stateful", [False, True])
+def test_onnx_export_matches_pytorch(stateful: bool, tiny_ssd: Path, tiny_data: Path, tmp_path: Path) -> None:
+    """The shared export path handles SSD (anchors cached before tracing, an export-friendly head flatten)."""
+    from spikedet.deploy.onnx_export import export_detector
+
+    report = export_detector(tiny_ssd, tmp_path / "ssd.onnx", timesteps=2, stateful=stateful, data=str(tiny_data), images=2)
+    assert report["ok"], report
+    assert report["graphs"][0]["graph"] == ("snn-stateful" if stateful else "snn-unrolled")

@@ -25,7 +25,7 @@ from .family import DetectorFamily, register_family
 from .ssd_backbone import BACKBONES, build_backbone
 
 __all__ = [
-    "ASPECT_RATIOS", "SCALES", "SSDDecoder", "SSDQCFS", "build_ssd", "ssd_analog", "ssd_backbone_name", "ssd_config",
+    "ASPECT_RATIOS", "SCALES", "ExportableSSDHead", "SSDDecoder", "SSDQCFS", "build_ssd", "ssd_analog", "ssd_backbone_name", "ssd_config",
     "ssd_from_config", "ssd_readouts",
 ]
 
@@ -37,6 +37,24 @@ SCALES = [0.07, 0.15, 0.33, 0.51, 0.75, 1.0]
 BOX_WEIGHTS = (10.0, 10.0, 5.0, 5.0)  # SSD's variances 0.1 / 0.2, as torchvision's SSD
 
 
+class ExportableSSDHead(SSDHead):
+    """torchvision's ``SSDHead`` (its convs and initialisation) with a forward that traces to plain ONNX ops.
+
+    torchvision flattens each map with ``reshape`` of a permuted tensor, which functional tracing turns into
+    ``aten::_unsafe_view``, an op the ONNX exporter lacks; ``contiguous().view`` computes the same.
+    """
+
+    def forward(self, features: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+        def flatten(branch: nn.Module, width: int) -> torch.Tensor:
+            maps = [conv(f) for conv, f in zip(branch.module_list, features)]
+            return torch.cat([m.permute(0, 2, 3, 1).contiguous().view(m.shape[0], -1, width) for m in maps], 1)
+
+        return {
+            "bbox_regression": flatten(self.regression_head, 4),
+            "cls_logits": flatten(self.classification_head, self.classification_head.num_columns),
+        }
+
+
 class SSDDecoder(nn.Module):
     """Anchors and box decoding: head output → ``[N, 4 + nc, A]``. Post-read-out, so it stays analog."""
 
@@ -44,17 +62,23 @@ class SSDDecoder(nn.Module):
         super().__init__()
         self.anchor_generator = DefaultBoxGenerator(aspect_ratios, scales=scales)
         self.box_coder = BoxCoder(weights=BOX_WEIGHTS)
+        self._anchors: tuple[tuple, torch.Tensor] | None = None
 
     def anchors(self, images: torch.Tensor, features: list[torch.Tensor]) -> torch.Tensor:
-        """``[A, 4]`` anchors (``xyxy``, input pixels); they depend only on the input and feature-map sizes."""
-        return self.anchor_generator(ImageList(images[:1], [tuple(images.shape[-2:])]), [f[:1] for f in features])[0]
+        """``[A, 4]`` anchors (``xyxy``, input pixels). They depend only on the input and feature-map sizes, so
+        they are cached: a traced graph (ONNX export) then holds them as a constant, as YOLO's Detect anchors."""
+        key = (tuple(images.shape[-2:]), tuple(tuple(f.shape[-2:]) for f in features), features[0].dtype, features[0].device)
+        if self._anchors is None or self._anchors[0] != key:
+            image_list = ImageList(images[:1], [tuple(images.shape[-2:])])
+            self._anchors = (key, self.anchor_generator(image_list, [f[:1] for f in features])[0])
+        return self._anchors[1]
 
     def forward(self, images: torch.Tensor, features: list[torch.Tensor], head: dict[str, torch.Tensor]) -> torch.Tensor:
         # the batch comes from the head: a spiking head's output is time-folded ([steps·B, ...]), the image is not
         regression, logits = head["bbox_regression"], head["cls_logits"]
         n, a = regression.shape[:2]
-        anchors = self.anchors(images, features).to(regression.dtype).expand(n, a, 4)
-        boxes = self.box_coder.decode_single(regression.reshape(-1, 4), anchors.reshape(-1, 4)).view(n, a, 4)
+        anchors = self.anchors(images, features).to(regression.dtype).repeat(n, 1)
+        boxes = self.box_coder.decode_single(regression.reshape(-1, 4), anchors).view(n, a, 4)
         xywh = torch.cat([(boxes[..., :2] + boxes[..., 2:]) / 2, boxes[..., 2:] - boxes[..., :2]], -1)
         scores = logits.softmax(-1)[..., 1:]  # class 0 is background
         return torch.cat([xywh, scores], -1).transpose(1, 2)
@@ -82,7 +106,7 @@ class SSDQCFS(nn.Module):
         self.backbone = backbone
         self.decode = SSDDecoder(aspect_ratios, scales)
         anchors = self.decode.anchor_generator.num_anchors_per_location()
-        self.head = SSDHead(list(backbone.out_channels), anchors, self.num_classes + 1)
+        self.head = ExportableSSDHead(list(backbone.out_channels), anchors, self.num_classes + 1)
 
     def forward(self, images: torch.Tensor) -> Any:
         features = self.backbone(images)
