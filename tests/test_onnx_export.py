@@ -69,6 +69,8 @@ def test_unrolled_graph_equals_pytorch(exported, tiny_yolo_checkpoint, images) -
     session = ort_session(path)
     neurons = graph_metadata(session)["neurons"]
     assert [o.name for o in model.graph.output] == ["output", "spikes"]
+    # every IF step's spike is one select (not a cast and a product)
+    assert sum(node.op_type == "Where" for node in model.graph.node) >= T * len(neurons)
     for x in images:
         got, spikes = session.run(None, {"images": x.numpy()})
         detector = SpikingDetector(network, T)  # firing rates from the neurons' own counters

@@ -58,7 +58,7 @@ from ..engine.evaluate import build_snn, check_classes, load_detector
 from ..engine.inference import image_batches
 from ..recipes import get_recipe
 from ..spiking import (
-    OnlineSchedule, ReadOut, SpikeMonitor, SpikingNetwork, SpikingNeuron, StatefulModule, check_timesteps,
+    IFNeuron, OnlineSchedule, ReadOut, SpikeMonitor, SpikingNetwork, SpikingNeuron, StatefulModule, check_timesteps,
     fold_batchnorm,
 )
 from ..spiking.bench import time_ms
@@ -99,7 +99,8 @@ class _SpikeCounts:
         self._counts = {}
 
         def hook(index: int, module: SpikingNeuron, output: torch.Tensor) -> None:
-            count = output.abs().sum() / module.threshold
+            # an IF neuron's spikes are never negative: |out| would be a pass over the layer for nothing
+            count = (output if isinstance(module, IFNeuron) else output.abs()).sum() / module.threshold
             self._counts[index] = count + self._counts[index] if index in self._counts else count
             self.sizes[index] = output[0].numel()
 
@@ -335,6 +336,24 @@ def _stack_step_buffers(graph: torch.fx.Graph) -> None:
     graph.eliminate_dead_code()
 
 
+def _spikes_as_select(graph: torch.fx.Graph) -> None:
+    """Rewrite the spike of an IF step, ``float(v ≥ θ) · θ``, as ``where(v ≥ θ, θ, 0)``: one pass over the layer
+    instead of two (a cast and a product), and the same bits (``1·θ = θ``, ``0·θ = 0`` for a finite θ)."""
+    for node in list(graph.nodes):
+        if node.op != "call_function" or node.target is not _aten.mul.Tensor:
+            continue
+        cast, theta = node.args
+        if not (isinstance(cast, torch.fx.Node) and cast.target is _aten._to_copy.default and len(cast.users) == 1):
+            continue
+        compare = cast.args[0]
+        if compare.target is not _aten.ge.Tensor or compare.args[1] is not theta:
+            continue
+        with graph.inserting_before(node):
+            spike = graph.call_function(torch.where, (compare, theta, 0.0))
+        node.replace_all_uses_with(spike)
+    graph.eliminate_dead_code()
+
+
 def functional_graph(module: nn.Module, inputs: Sequence[torch.Tensor]) -> torch.fx.GraphModule:
     """A side-effect-free FX graph of ``module(*inputs)`` with the weights as constants, in ops the TorchScript
     ONNX exporter knows.
@@ -361,6 +380,7 @@ def functional_graph(module: nn.Module, inputs: Sequence[torch.Tensor]) -> torch
             [t.detach() for t in lifted.values()], *inputs
         )
     _stack_step_buffers(traced.graph)
+    _spikes_as_select(traced.graph)
     graph, env, index = torch.fx.Graph(), {}, 0
     for node in traced.graph.nodes:
         if node.op == "placeholder" and index < len(names):

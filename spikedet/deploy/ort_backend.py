@@ -43,7 +43,7 @@ __all__ = [
 
 BACKENDS = ("onnxruntime", "torch")
 # bump when the exported graphs change, so that graphs cached by an older version are rebuilt
-GRAPH_FORMAT = 1
+GRAPH_FORMAT = 2
 
 
 def check_backend(backend: str) -> str:
