@@ -242,3 +242,44 @@ def test_onnx_export_matches_pytorch(stateful: bool, tiny_ssd: Path, tiny_data: 
     report = export_detector(tiny_ssd, tmp_path / "ssd.onnx", timesteps=2, stateful=stateful, data=str(tiny_data), images=2)
     assert report["ok"], report
     assert report["graphs"][0]["graph"] == ("snn-stateful" if stateful else "snn-unrolled")
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(model="ssd", activation="silu"), "SSD trains clip-quantized activations"),
+        (dict(model="ssd", levels=[4, 4]), "2 levels given for the 11 activations of this SSD"),
+        (dict(model="rcnn"), "unknown model 'rcnn'"),
+    ],
+)
+def test_train_detector_dispatches_and_rejects(kwargs: dict, message: str, tiny_data: Path, tmp_path: Path) -> None:
+    from spikedet.engine.train import train_detector
+
+    with pytest.raises(ValueError, match=message):
+        train_detector(tiny_data, tmp_path, epochs=1, imgsz=64, **kwargs)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--model", "ssd_resnet50"], "error: unknown SSD backbone 'resnet50' in 'ssd_resnet50'; available: vgg_slim"),
+        (["--model", "yolov8n", "--resume"], "error: --resume is for SSD training"),
+    ],
+)
+def test_train_tool_rejects_bad_config(args: list[str], message: str, tiny_data: Path, tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "tools/train_det.py", "--data", str(tiny_data), "--out", str(tmp_path), "--epochs", "1", *args],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith(message), proc.stderr
+
+
+def test_train_tool_trains_ssd(tiny_data: Path, tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "tools/train_det.py", "--data", str(tiny_data), "--model", "ssd", "--width", "0.25",
+         "--imgsz", "64", "--batch", "8", "--epochs", "1", "--lr0", "1e-3", "--out", str(tmp_path)],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert load_checkpoint(tmp_path / "ssd_vgg_slim_qcfs_l4.pt")[0]["family"] == "ssd"

@@ -1,5 +1,6 @@
 #!/usr/bin/env python
-"""Train a clip-quantized (QCFS) or SiLU YOLOv8 detector through ultralytics' trainer, offline."""
+"""Train a clip-quantized (QCFS) detector offline: YOLOv8 (or its SiLU reference) through ultralytics' trainer, or
+SSD (--model ssd) with spikedet's own loop (albumentations augmentation, checkpoint every epoch, --resume)."""
 from __future__ import annotations
 
 import argparse
@@ -11,10 +12,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from spikedet.cli import run_cli  # noqa: E402
 
 
+def _extra(lr0: float | None, family: str) -> dict | None:
+    if lr0 is None:
+        return None
+    return {"lr0": lr0, "optimizer": "SGD"} if family == "yolo" else {"lr0": lr0}  # YOLO: "auto" would ignore lr0
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--data", default="synthetic", help="'synthetic', a VOC/COCO/YOLO folder or an ultralytics yaml")
-    parser.add_argument("--model", default="yolov8n", help="yolov8n/s/m/l/x or a YOLOv8 model yaml")
+    parser.add_argument("--model", default="yolov8n", help="yolov8n/s/m/l/x, a YOLOv8 model yaml, or ssd / ssd_vgg_slim")
     parser.add_argument(
         "--activation", choices=["qcfs", "casc", "silu"], default="qcfs",
         help="qcfs (learnable clip, floor+1/2), casc (fixed clip 1, floor) or silu (full-precision reference)",
@@ -25,26 +32,28 @@ def main() -> None:
         "layer-wise levels chosen from the --init model's activations)",
     )
     parser.add_argument("--noise-p", type=float, default=0.0, help="Dual-Phase phase I: noisy quantization probability (0.1)")
-    parser.add_argument("--lr0", type=float, default=None, help="initial learning rate (ultralytics default 0.01)")
+    parser.add_argument("--lr0", type=float, default=None, help="initial learning rate (YOLO: SGD, default 0.01; SSD: AdamW, default 1e-3)")
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--imgsz", type=int, default=320)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--device", default="cpu", help="cpu, 0, or 0,1 (multi-GPU through ultralytics DDP)")
     parser.add_argument("--init", default=None, help="spikedet ANN checkpoint (SiLU or QCFS) to fine-tune from")
-    parser.add_argument("--width", type=float, default=None, help="override the width multiplier (tiny models)")
+    parser.add_argument("--width", type=float, default=None, help="override the width multiplier (tiny models; SSD: backbone channels)")
     parser.add_argument("--depth", type=float, default=None, help="override the depth multiplier")
+    parser.add_argument("--resume", action="store_true", help="SSD: continue from --out's train_state.pt")
     parser.add_argument("--out", default="runs/train", help="output folder")
     args = parser.parse_args()
 
     def job() -> None:
         from spikedet.engine.levels import parse_levels
         from spikedet.engine.train import train_detector
+        from spikedet.models.family import family_for_model
 
         path = train_detector(
             args.data, args.out, model=args.model, activation=args.activation, levels=parse_levels(args.levels),
             noise_p=args.noise_p, epochs=args.epochs, imgsz=args.imgsz, batch=args.batch, device=args.device,
-            init=args.init, width=args.width, depth=args.depth,
-            extra={"lr0": args.lr0, "optimizer": "SGD"} if args.lr0 else None,  # "auto" would ignore lr0
+            init=args.init, width=args.width, depth=args.depth, resume=args.resume,
+            extra=_extra(args.lr0, family_for_model(args.model).name),
         )
         print(f"checkpoint: {path}")
 

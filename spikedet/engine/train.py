@@ -5,6 +5,7 @@ from pathlib import Path
 from typing import Any
 
 from ..data import default_splits, export_ultralytics, load_dataset
+from ..models.family import family_for_model
 from ..models.yolo_train import export_trained, train_yolo
 from .levels import adaptive_levels, al_choices, format_levels, plot_levels
 
@@ -48,6 +49,7 @@ def train_detector(
     width: float | None = None,
     depth: float | None = None,
     extra: dict[str, Any] | None = None,
+    resume: bool = False,
 ) -> Path:
     """Train on ``data``'s train split (validated on its eval split); return the spikedet checkpoint path.
 
@@ -55,12 +57,22 @@ def train_detector(
     ``"al:2,4,8"`` for PASCAL's adaptive layer-wise levels measured on the ``init`` model (see
     :mod:`spikedet.engine.levels`). ``noise_p`` > 0 trains with Dual-Phase's noisy quantization (Phase I). The
     checkpoint lands at ``out/<model>_<activation>[_l<L>].pt`` beside ultralytics' run folder ``out/train``.
+    ``model`` picks the detector family: ``ssd`` / ``ssd_<backbone>`` trains with
+    :func:`spikedet.models.ssd_train.train_ssd`, which also takes ``resume``.
     """
     if activation not in ACTIVATIONS:
         raise ValueError(f"unknown activation '{activation}'; choose from {', '.join(ACTIVATIONS)}")
     level_tag = levels if isinstance(levels, int) else "al" if isinstance(levels, str) else "mixed"
     if isinstance(levels, str):
         levels = _adaptive_levels(levels, init, data, out)
+    family = family_for_model(model)
+    if family.name != "yolo":
+        return family.train(
+            data, out, model=model, activation=activation, levels=levels, noise_p=noise_p, epochs=epochs, imgsz=imgsz,
+            batch=batch, device=device, init=init, width=width, depth=depth, extra=extra, resume=resume,
+        )
+    if resume:
+        raise ValueError("--resume is for SSD training; ultralytics runs restart from --init")
     train_split, val_split = default_splits(data)
     train = load_dataset(data, train_split)
     val = load_dataset(data, val_split, class_names=train.class_names)

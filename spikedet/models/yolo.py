@@ -44,7 +44,7 @@ def model_yaml(model: str | dict, width: float | None, depth: float | None) -> d
         if re.match(r"^yolo(11|12|26|v10)", name):
             raise ValueError(f"{name}: only YOLOv8 is supported for conversion (later YOLOs contain attention)")
         if not name.endswith((".yaml", ".yml")):
-            raise ValueError(f"unknown model '{model}': use yolov8n/s/m/l/x or a YOLOv8 model yaml")
+            raise ValueError(f"unknown model '{model}': use yolov8n/s/m/l/x, a YOLOv8 model yaml, or ssd / ssd_<backbone>")
         cfg = yaml_model_load(name)
     if width is not None or depth is not None:
         scale = cfg.get("scale") or "n"
