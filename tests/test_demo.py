@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -14,6 +15,7 @@ from spikedet.deploy import (
     SourceError, SpikingDetector, StreamingDetector, VideoSource, load_model, make_detector, make_video, process_video,
     run_demo,
 )
+from spikedet.deploy.demo import frame_input
 from spikedet.deploy.onnx_export import MIN_MATCH, TOLERANCE, parity_error
 from spikedet.deploy.ort_backend import OrtStreamingDetector, cached_graph, make_ort_detector
 from spikedet.deploy.stream_eval import stream_accuracy
@@ -45,6 +47,14 @@ def test_make_video_holds_each_image(video: Path, val) -> None:
     frames = _frames(video)
     assert len(frames) == len(val.records) * HOLD
     assert frames[0].shape == (64, 64, 3)
+
+
+def test_frame_input_equals_to_tensor(video: Path) -> None:
+    frame = _frames(video)[0]
+    values = (np.arange(64 * 64 * 3) % 256).astype(np.uint8).reshape(64, 64, 3)  # every value, kept by letterbox
+    for image in (frame, values):
+        expected = to_tensor([letterbox(image, 64)])
+        assert torch.equal(frame_input(image, 64), expected)
 
 
 def test_demo_headless_saves_annotated_video(tiny_yolo_checkpoint, video: Path, tmp_path: Path) -> None:

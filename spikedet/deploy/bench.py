@@ -16,7 +16,8 @@ from ..engine.evaluate import check_classes
 from ..engine.inference import letterbox, to_tensor
 from .demo import check_imgsz, process_video
 from .detector import FrameDetector, load_model, make_detector, resolve_weights
-from .onnx_export import UnrolledSNN, export_graph, onnx_latency
+from .onnx_export import UnrolledSNN, onnx_latency
+from .ort_backend import OrtSpikingDetector, make_ort_detector
 from .stream_eval import format_stream_accuracy, stream_accuracy
 from .video import VideoSource, make_video
 
@@ -31,7 +32,9 @@ def _first_frame(video: Path, imgsz: int) -> torch.Tensor:
         return to_tensor([letterbox(source.read(), imgsz)])
 
 
-def _throughput(video: Path, detector: FrameDetector, imgsz: int, names: list[str], warmup: int) -> dict[str, Any]:
+def _throughput(
+    video: Path, detector: FrameDetector, backend: str, imgsz: int, names: list[str], warmup: int
+) -> dict[str, Any]:
     """Frames per second of the headless demo loop (capture, letterbox, network, NMS, overlay) on ``video``."""
     images = _first_frame(video, imgsz)
     for _ in range(warmup):  # first calls allocate; the demo resets the detector before its first frame
@@ -39,9 +42,26 @@ def _throughput(video: Path, detector: FrameDetector, imgsz: int, names: list[st
     summary = process_video(str(video), detector, imgsz, names, progress=False)
     target = next((v for k, v in TARGET_FPS.items() if detector.label.startswith(k)), None)
     return {
-        "mode": detector.label, "frames": summary.frames, "fps": summary.fps, "ms_per_frame": 1e3 / summary.fps,
-        "stage_ms": summary.stage_ms, "firing_rate": summary.firing_rate, "target_fps": target,
+        "mode": detector.label, "backend": backend, "frames": summary.frames, "fps": summary.fps,
+        "ms_per_frame": 1e3 / summary.fps, "stage_ms": summary.stage_ms, "firing_rate": summary.firing_rate,
+        "target_fps": target,
     }
+
+
+def _detectors(path: Path, network: Any, backend: str, imgsz: int, timesteps: int) -> list[FrameDetector]:
+    """The ANN (for an ANN checkpoint), the SNN at T per frame and the stream, on one backend (onnxruntime
+    graphs come from the cache, exported and checked on first use)."""
+    def build(model: Any, **settings: Any) -> FrameDetector:
+        if backend == "onnxruntime":
+            return make_ort_detector(model, imgsz, timesteps, **settings)
+        return make_detector(model, timesteps, **settings)
+
+    detectors = [build(network), build(network, stream_state=True)]
+    try:
+        detectors.insert(0, build(load_model(path, ann=True)[0]))
+    except CheckpointError:  # an SNN checkpoint: no ANN to compare with
+        pass
+    return detectors
 
 
 def bench_demo(
@@ -56,9 +76,10 @@ def bench_demo(
     warmup: int = 3,
 ) -> dict[str, Any]:
     """Demo throughput of the ANN, the SNN at T per frame and the SNN streaming at 1 step per frame (read-out
-    window T) on a ``frames``-frame video of the evaluation split; onnxruntime vs PyTorch latency of the
-    unrolled T-step graph; and stream-state vs per-frame accuracy on ``images`` images held ``hold`` frames
-    each (default: the whole split). Uses ``threads`` CPU threads for torch and onnxruntime."""
+    window T), each on the PyTorch and the onnxruntime backend, on a ``frames``-frame video of the evaluation
+    split; onnxruntime vs PyTorch latency of the unrolled T-step graph; and stream-state vs per-frame accuracy
+    on ``images`` images held ``hold`` frames each (default: the whole split). Uses ``threads`` CPU threads for
+    torch and onnxruntime."""
     path = resolve_weights(weights)
     check_imgsz(imgsz)
     if frames < 1:
@@ -77,20 +98,13 @@ def bench_demo(
     }
     with tempfile.TemporaryDirectory() as tmp:
         video = make_video([records[i % len(records)] for i in range(frames)], Path(tmp) / "throughput.mp4")
-        detectors = [make_detector(network, timesteps), make_detector(network, timesteps, stream_state=True)]
-        try:
-            detectors.insert(0, make_detector(load_model(path, ann=True)[0]))
-        except CheckpointError:  # an SNN checkpoint: no ANN to compare with
-            pass
-        for detector in detectors:
-            result["throughput"].append(_throughput(video, detector, imgsz, names, warmup))
-
-        onnx_path = Path(tmp) / "snn.onnx"
-        unrolled = UnrolledSNN(network, timesteps)
+        for backend in ("torch", "onnxruntime"):
+            detectors = _detectors(path, network, backend, imgsz, timesteps)
+            for detector in detectors:
+                result["throughput"].append(_throughput(video, detector, backend, imgsz, names, warmup))
+        unrolled = next(d for d in detectors if isinstance(d, OrtSpikingDetector))
         image = _first_frame(video, imgsz)
-        unrolled(image)  # caches the Detect anchors for this size before tracing
-        export_graph(unrolled, [image], onnx_path, ["images"], ["output"])
-        latency = onnx_latency(onnx_path, unrolled, image, threads=threads)
+        latency = onnx_latency(unrolled.path, UnrolledSNN(network, timesteps), image, threads=threads)
         result["onnx"] = {"graph": f"snn-unrolled T={timesteps}", **latency}
     subset = copy.copy(dataset)
     subset.records = records[:images] if images else records
@@ -103,14 +117,14 @@ def format_bench(result: dict[str, Any]) -> str:
     lines = [
         f"demo throughput, headless, {result['imgsz']} px, {result['threads']} threads ({result['cpu']}, "
         f"torch {result['torch']})",
-        f"{'mode':<40} {'FPS':>6} {'ms/frame':>9} {'network ms':>10} {'fire rate':>9} {'target':>7}",
+        f"{'mode':<36} {'backend':<11} {'FPS':>6} {'ms/frame':>9} {'network ms':>10} {'fire rate':>9} {'target':>7}",
     ]
     for row in result["throughput"]:
         rate = "-" if row["firing_rate"] is None else f"{row['firing_rate']:.4f}"
         target = "-" if row["target_fps"] is None else f">={row['target_fps']:g}"
         lines.append(
-            f"{row['mode']:<40} {row['fps']:>6.1f} {row['ms_per_frame']:>9.1f} {row['stage_ms']['network']:>10.1f} "
-            f"{rate:>9} {target:>7}"
+            f"{row['mode']:<36} {row['backend']:<11} {row['fps']:>6.1f} {row['ms_per_frame']:>9.1f} "
+            f"{row['stage_ms']['network']:>10.1f} {rate:>9} {target:>7}"
         )
     onnx = result["onnx"]
     lines += [

@@ -205,7 +205,6 @@ class StreamingDetector(_SpikingBase):
         self._past: deque[list[torch.Tensor]] = deque(maxlen=self.window // self.steps - 1 if self.window else 0)
         span = f"window {self.window}" if self.window else "running mean"
         self.label = f"SNN stream {self.steps} step/frame, {span}"
-        network.ctx.record = True  # stream() records statistics when the context asks for them
         self.reset()
 
     def reset(self) -> None:
@@ -224,6 +223,7 @@ class StreamingDetector(_SpikingBase):
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         loaded = self._load_window() if self.window else None
+        self.network.ctx.record = True  # stream() records statistics when the context asks (any run resets it)
         with forgetting(self._forgetting, self.leak, self.pool_decay):  # hooked only while streaming
             out = self._counted(lambda: self.network.stream(images, self.steps))
         if loaded is not None and self._past.maxlen:

@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import onnxruntime as ort
 import torch
 from torch import nn
 
@@ -33,11 +32,11 @@ from ..spiking import ReadOut, SpikingNetwork, SpikingNeuron, check_timesteps
 from .detector import FrameDetector, make_detector, window_sum
 from .onnx_export import (
     DEFAULT_OPSET, MIN_MATCH, STATE_IN, STATE_OUT, TOLERANCE, ExportError, export_ann, export_stateful,
-    export_unrolled, firing_rates, graph_metadata, parity_error,
+    export_unrolled, firing_rates, graph_metadata, ort_session, parity_error,
 )
 
 __all__ = [
-    "BACKENDS", "check_backend", "model_digest", "cached_graph", "demo_session", "OrtAnnDetector",
+    "BACKENDS", "check_backend", "model_digest", "cached_graph", "OrtAnnDetector",
     "OrtSpikingDetector", "OrtStreamingDetector", "make_ort_detector", "check_detector",
 ]
 
@@ -86,27 +85,13 @@ def cached_graph(
     return path, True
 
 
-def demo_session(path: str | Path, threads: int | None = None) -> ort.InferenceSession:
-    """A CPU session for the demo loop: ``threads`` intra-op threads (default: torch's), one graph node at a time
-    (these graphs are a chain: parallel execution only adds scheduling), all graph optimisations (layout
-    transforms included: fastest here), and worker threads that sleep between frames instead of spinning, so
-    they leave the cores to capture, NMS and drawing (and to anything else running on the machine)."""
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads or torch.get_num_threads()
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    options.log_severity_level = 3
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-
-
 class OrtAnnDetector(FrameDetector):
     """The ANN's graph in onnxruntime."""
 
     def __init__(self, path: str | Path, threads: int | None = None) -> None:
         super().__init__()
-        self.session = demo_session(path, threads)
+        self.path = Path(path)
+        self.session = ort_session(path, threads)
         self.label = "ANN"
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
@@ -116,7 +101,8 @@ class OrtAnnDetector(FrameDetector):
 class _OrtSpiking(FrameDetector):
     def __init__(self, path: str | Path, threads: int | None) -> None:
         super().__init__()
-        self.session = demo_session(path, threads)
+        self.path = Path(path)
+        self.session = ort_session(path, threads)
         self.neurons = np.asarray(graph_metadata(self.session)["neurons"], dtype=np.float64)
 
     def _count(self, spikes: np.ndarray, steps: int) -> None:
