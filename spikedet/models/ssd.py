@@ -103,6 +103,7 @@ class SSDQCFS(nn.Module):
                 f"scales are needed (got {len(aspect_ratios)} and {len(scales)})"
             )
         self.num_classes = int(num_classes)
+        self.spec: dict[str, Any] = {}  # how build_ssd made it (model name, width), for ssd_config
         self.backbone = backbone
         self.decode = SSDDecoder(aspect_ratios, scales)
         anchors = self.decode.anchor_generator.num_anchors_per_location()

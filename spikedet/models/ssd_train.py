@@ -8,6 +8,7 @@ the latter. The final model (the last epoch: no selection on the evaluation spli
 """
 from __future__ import annotations
 
+import copy
 import json
 import math
 import time
@@ -25,6 +26,7 @@ from ..checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from ..data import default_splits, load_dataset
 from ..data.augment import apply_transform, train_transform
 from ..data.records import DatasetError, DetectionDataset
+from ..engine.evaluate import evaluate_ann
 from .ssd import SSDQCFS, build_ssd, ssd_backbone_name, ssd_config
 from .ssd_loss import SSDLoss
 
@@ -107,17 +109,12 @@ def _init_weights(model: SSDQCFS, init: str | Path) -> None:
 
 
 def _evaluate(model: nn.Module, dataset: DetectionDataset, imgsz: int, device: torch.device) -> dict[str, float]:
-    from ..engine.evaluate import evaluate_ann  # the engine imports the model families: import on use
-
     model.eval()
-    cpu_model = model if device.type == "cpu" else _cpu_copy(model)
-    metrics, _ = evaluate_ann(cpu_model, dataset, imgsz, batch=16)
+    metrics, _ = evaluate_ann(model if device.type == "cpu" else _cpu_copy(model), dataset, imgsz, batch=16)
     return {"map50_95": metrics["map50_95"], "map50": metrics["map50"]}
 
 
 def _cpu_copy(model: nn.Module) -> nn.Module:
-    import copy
-
     return copy.deepcopy(model).cpu().float().eval()
 
 
@@ -213,7 +210,7 @@ def train_ssd(
             scaler.update()
             scheduler.step()
             seen += 1
-            for key, value in (("loss", float(loss)), *parts.items()):
+            for key, value in (("loss", float(loss.detach())), *parts.items()):
                 sums[key] += value
             bar.set_postfix({k: f"{v / seen:.3f}" for k, v in sums.items()})
         row = {"epoch": epoch + 1, **{k: v / max(1, seen) for k, v in sums.items()},
