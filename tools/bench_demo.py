@@ -5,8 +5,9 @@
     python tools/bench_demo.py --weights W --imgsz 320 --frames 300 --hold 4
 
 Throughput of the headless demo loop (capture, letterbox, network, NMS, overlay) on a video of the model's
-evaluation split for the ANN, the SNN at T per frame and the SNN streaming at 1 step per frame; onnxruntime vs
-PyTorch latency of the unrolled T-step graph; and the mAP of stream-state inference against per-frame T-step
+evaluation split for the ANN, the SNN at T per frame and the SNN streaming at 1 step per frame, each on the torch
+and the onnxruntime backend (graphs from the cache, exported on first use); onnxruntime vs PyTorch latency of the
+unrolled T-step graph; and the mAP of stream-state inference against per-frame T-step
 inference on a video holding each evaluation image for --hold frames.
 """
 from __future__ import annotations

@@ -5,7 +5,7 @@
     python tools/export_onnx.py --weights W --T 4 --stateful --out snn_step.onnx
 
 Unrolled (default): images → T steps from a reset state → decoded boxes and scores [1, 4 + nc, anchors] before
-NMS. --stateful: one time step, the membrane state as explicit inputs/outputs (state_in.* / state_out.*, plus a
+NMS, and the spikes of each neuron layer (`spikes`). --stateful: one time step, the membrane state as explicit inputs/outputs (state_in.* / state_out.*, plus a
 bool `reset`) for streaming runtimes. An ANN checkpoint also gives <out>_ann.onnx. Every graph is run in
 onnxruntime on real images of the model's evaluation split and compared with PyTorch (box coordinates relative
 to the input size); the tool fails when fewer than --min-match of the images agree within --tolerance.
