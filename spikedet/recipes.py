@@ -17,7 +17,7 @@ from .spiking.calibrate import CALIBRATIONS
 from .spiking.runtime import SpikingNetwork
 from .spiking.schedule import OnlineSchedule, PreRunSchedule, Schedule, WakeSleepSchedule
 
-__all__ = ["CONFIG_DIR", "Recipe", "available_recipes", "get_recipe"]
+__all__ = ["CONFIG_DIR", "Recipe", "available_recipes", "get_recipe", "override_recipe"]
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs" / "convert"
 
@@ -96,3 +96,34 @@ def get_recipe(name: str) -> Recipe:
         name=name, neuron=neuron, schedule=_schedule(spec.get("schedule", "online"), path),
         neuron_args=dict(spec.get("neuron_args") or {}), calibration=calibration, anytime=bool(spec.get("anytime", True)),
     )
+
+
+def _scalar(text: str) -> Any:
+    """A YAML scalar, with ``1e-3``-style floats (YAML 1.1 reads those as strings) as numbers."""
+    value = yaml.safe_load(text)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
+
+
+def override_recipe(recipe: Recipe, settings: dict[str, str]) -> Recipe:
+    """The recipe with some YAML knobs changed: ``{"calibration.weight_steps": "20", "neuron_args.tol": "1e-6"}``.
+
+    Keys are ``section.name`` with section ``neuron_args``, ``calibration`` or ``schedule``; values are parsed as
+    YAML scalars. Only knobs the recipe's YAML already has can be set, so a typo never passes silently.
+    """
+    spec = recipe.to_dict()
+    for key, text in settings.items():
+        section, _, name = key.partition(".")
+        if section not in ("neuron_args", "calibration", "schedule") or not name:
+            raise ValueError(f"recipe setting '{key}': use neuron_args.NAME, calibration.NAME or schedule.NAME")
+        if not spec[section]:
+            raise ValueError(f"recipe '{recipe.name}' has no {section} to set '{name}' in")
+        if name not in spec[section]:
+            known = ", ".join(k for k in spec[section] if k != "kind")
+            raise ValueError(f"recipe '{recipe.name}': {section} has no '{name}' (it has: {known})")
+        spec[section][name] = _scalar(text)
+    return Recipe.from_dict(spec)

@@ -32,7 +32,7 @@ def test_each_recipe_on_its_own_ann(tiny_yolo_checkpoint: tuple[Path, Path], tmp
 
 def test_an_ann_for_a_method_not_run_is_refused(tiny_yolo_checkpoint: tuple[Path, Path]) -> None:
     weights, data = tiny_yolo_checkpoint
-    with pytest.raises(ValueError, match=r"ANN given for \['casc'\]"):
+    with pytest.raises(ValueError, match=r"settings given for \['casc'\]"):
         benchmark_methods(weights, ["qcfs"], data, [1], imgsz=64, method_weights={"casc": weights})
 
 

@@ -156,3 +156,19 @@ def test_unknown_weight_fit_is_refused() -> None:
     network = SpikingNetwork(convert(net, READOUTS))
     with pytest.raises(ValueError, match="unknown weight_fit 'adam'"):
         calibrate_layerwise(network, net, torch.rand(4, 3, 16, 16, dtype=torch.float64), 2, weight_fit="adam")
+
+
+def test_override_recipe_changes_only_existing_knobs() -> None:
+    from spikedet.recipes import override_recipe
+
+    recipe = override_recipe(get_recipe("dual_phase"), {"calibration.weight_steps": "20", "calibration.lr": "1e-3"})
+    assert recipe.calibration["weight_steps"] == 20 and recipe.calibration["lr"] == 1e-3
+    assert get_recipe("dual_phase").calibration["weight_steps"] == 0  # the YAML default is untouched
+    assert override_recipe(get_recipe("cos"), {"schedule.rho": "2"}).schedule.rho == 2
+    assert override_recipe(get_recipe("pascal"), {"neuron_args.tol": "1e-6"}).neuron_args["tol"] == 1e-6
+    with pytest.raises(ValueError, match="has no 'weight_step'"):
+        override_recipe(get_recipe("dual_phase"), {"calibration.weight_step": "20"})
+    with pytest.raises(ValueError, match="has no calibration"):
+        override_recipe(get_recipe("qcfs"), {"calibration.images": "8"})
+    with pytest.raises(ValueError, match="use neuron_args.NAME"):
+        override_recipe(get_recipe("qcfs"), {"levels": "8"})

@@ -12,6 +12,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from spikedet.cli import parse_assignments, parse_timesteps, run_cli  # noqa: E402
 
 
+def method_settings(assignments: dict[str, str]) -> dict[str, dict[str, str]]:
+    """``{"dual_phase.calibration.weight_steps": "20"}`` → ``{"dual_phase": {"calibration.weight_steps": "20"}}``."""
+    out: dict[str, dict[str, str]] = {}
+    for key, value in assignments.items():
+        method, _, knob = key.partition(".")
+        out.setdefault(method, {})[knob] = value
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--weights", default=None, help="QCFS ANN checkpoint (default: the shipped synthetic model)")
@@ -30,6 +39,10 @@ def main() -> None:
         "--method-T", action="append", default=[], metavar="METHOD=T1,T2",
         help="a recipe's own timesteps (e.g. fast_snn=3,7 for T = 2^b - 1); repeatable",
     )
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="METHOD.SECTION.NAME=VALUE",
+        help="change a recipe knob, e.g. dual_phase.calibration.weight_steps=20; repeatable",
+    )
     parser.add_argument("--out", default="outputs/bench_methods.json", help="JSON path; the PNG goes beside it")
     args = parser.parse_args()
 
@@ -42,6 +55,7 @@ def main() -> None:
             args.imgsz, args.batch, args.calib_images, args.max_images,
             method_weights=parse_assignments(args.ann, "--ann"),
             method_timesteps={k: parse_timesteps(v) for k, v in parse_assignments(args.method_T, "--method-T").items()},
+            method_settings=method_settings(parse_assignments(args.set, "--set")),
         )
         print(format_methods(rows))
         png = plot_methods_png(rows, Path(args.out).with_suffix(".png"))

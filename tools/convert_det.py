@@ -11,7 +11,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from spikedet.cli import parse_timesteps, run_cli  # noqa: E402
+from spikedet.cli import parse_assignments, parse_timesteps, run_cli  # noqa: E402
 
 
 def main() -> None:
@@ -28,6 +28,10 @@ def main() -> None:
         "--calib-images", type=int, default=None,
         help="training images for calibrating recipes (dual_phase; default from its YAML)",
     )
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="SECTION.NAME=VALUE",
+        help="change a recipe knob of its YAML, e.g. calibration.weight_steps=20; repeatable",
+    )
     parser.add_argument("--out", default="runs/convert", help="output folder")
     args = parser.parse_args()
 
@@ -36,7 +40,7 @@ def main() -> None:
 
         results = convert_detector(
             args.weights, args.data, args.method, parse_timesteps(args.T), args.out, args.imgsz, args.batch,
-            args.split, args.max_images, args.calib_images,
+            args.split, args.max_images, args.calib_images, parse_assignments(args.set, "--set"),
         )
         print(format_table(results))
         print(f"results: {Path(args.out) / 'results.json'}  plot: {Path(args.out) / 'map_vs_T.png'}  "

@@ -8,7 +8,7 @@ from typing import Any
 
 from ..data import default_splits, export_ultralytics, load_dataset
 from ..models.yolo_validate import validate_ultralytics
-from ..recipes import get_recipe
+from ..recipes import get_recipe, override_recipe
 from ..eval.plots import plot_methods
 from .evaluate import check_classes, eval_dataset, evaluate_ann, load_ann
 from .recipe_run import run_recipe
@@ -93,17 +93,20 @@ def benchmark_methods(
     max_images: int | None = None,
     method_weights: dict[str, str | Path] | None = None,
     method_timesteps: dict[str, list[int]] | None = None,
+    method_settings: dict[str, dict[str, str]] | None = None,
 ) -> dict[str, Any]:
     """Recipes on their ANNs: per recipe and T the metrics, steps_total, firing rate, SOPs, energy and time.
 
     Every recipe converts ``weights`` unless ``method_weights`` names the ANN trained for it (CASC's ClipQuan,
     Dual-Phase's Phase I, Fast-SNN's 2^b − 1 levels, PASCAL's layer-wise levels); ``method_timesteps`` gives a
-    recipe its own T list (Fast-SNN's T = 2^b − 1). Each ANN is evaluated once and reported beside its SNNs.
+    recipe its own T list (Fast-SNN's T = 2^b − 1) and ``method_settings`` changes its YAML knobs. Each ANN is
+    evaluated once and reported beside its SNNs.
     """
     method_weights = {k: str(v) for k, v in (method_weights or {}).items()}
-    unknown = set(method_weights) - set(methods)
+    recipes = {m: override_recipe(get_recipe(m), (method_settings or {}).get(m, {})) for m in methods}
+    unknown = (set(method_weights) | set(method_timesteps or {}) | set(method_settings or {})) - set(methods)
     if unknown:
-        raise ValueError(f"ANN given for {sorted(unknown)}, which are not among the methods {methods}")
+        raise ValueError(f"settings given for {sorted(unknown)}, which are not among the methods {methods}")
     base, config = load_ann(weights)
     dataset, data = eval_dataset(config, data, max_images=max_images)
     imgsz = imgsz or config.get("imgsz", 320)
@@ -125,11 +128,12 @@ def benchmark_methods(
         ann, cfg, ann_metrics = ann_for(path)
         start = time.perf_counter()
         steps = list((method_timesteps or {}).get(method, timesteps))
-        metrics, _, _, _, _ = run_recipe(ann, get_recipe(method), dataset, steps, imgsz, batch, data, cfg["class_names"], calib_images)
+        metrics, _, _, _, _ = run_recipe(ann, recipes[method], dataset, steps, imgsz, batch, data, cfg["class_names"], calib_images)
         seconds = time.perf_counter() - start
         ann_metrics.setdefault("energy_mj", metrics[min(metrics)]["ann_energy_mj"])
         rows["methods"][method] = {
             "weights": path,
+            "recipe": recipes[method].to_dict(),
             "ann": ann_metrics,
             "seconds": seconds,
             "snn": {str(t): {k: v for k, v in m.items() if k not in ("coco_lines", "ann_energy_mj")} for t, m in metrics.items()},

@@ -7,7 +7,7 @@ from typing import Any
 
 from ..checkpoint import save_checkpoint
 from ..eval.plots import plot_map_vs_timesteps
-from ..recipes import get_recipe
+from ..recipes import get_recipe, override_recipe
 from ..spiking.runtime import check_timesteps
 from .evaluate import DEFAULT_WEIGHTS, eval_dataset, evaluate_ann, load_ann
 from .recipe_run import run_recipe
@@ -30,12 +30,14 @@ def convert_detector(
     split: str | None = None,
     max_images: int | None = None,
     calib_images: int | None = None,
+    recipe_settings: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Convert, evaluate ANN and SNN (one simulation for all T), write checkpoint, results.json and plot.
 
     Defaults: the shipped YOLOv8n-QCFS trained on the synthetic set, evaluated on the dataset it was trained
     on (its eval split). ``calib_images`` overrides the number of training images a calibrating recipe
-    (dual_phase) uses. Returns the results dict (schema in the README).
+    (dual_phase) uses; ``recipe_settings`` changes recipe knobs (:func:`~spikedet.recipes.override_recipe`).
+    Returns the results dict (schema in the README).
     """
     timesteps = sorted(set(check_timesteps(list(timesteps))))
     weights = Path(weights) if weights else DEFAULT_WEIGHTS
@@ -43,7 +45,7 @@ def convert_detector(
     dataset, data = eval_dataset(config, data, split, max_images)
     print(dataset.summary())
     imgsz = imgsz or config.get("imgsz", 320)
-    recipe = get_recipe(method)
+    recipe = override_recipe(get_recipe(method), recipe_settings or {})
 
     ann_metrics, _ = evaluate_ann(ann, dataset, imgsz, batch)
     snn_metrics, _, network, monitor, calibration = run_recipe(
