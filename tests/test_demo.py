@@ -16,8 +16,8 @@ from spikedet.deploy import (
     run_demo,
 )
 from spikedet.deploy.demo import frame_input
-from spikedet.deploy.onnx_export import MIN_MATCH, TOLERANCE, parity_error
-from spikedet.deploy.ort_backend import OrtStreamingDetector, cached_graph, make_ort_detector
+from spikedet.deploy.onnx_export import MIN_MATCH, TOLERANCE, ExportError, parity_error
+from spikedet.deploy.ort_backend import OrtStreamingDetector, cached_graph, check_detector, make_ort_detector
 from spikedet.deploy.stream_eval import stream_accuracy
 from spikedet.engine.inference import letterbox, scaled_nms, to_tensor
 from spikedet.spiking import QCFS, ReadOut, SpikingMaxPool, SpikingNeuron
@@ -60,7 +60,8 @@ def test_frame_input_equals_to_tensor(video: Path) -> None:
 def test_demo_headless_saves_annotated_video(tiny_yolo_checkpoint, video: Path, tmp_path: Path) -> None:
     weights, _ = tiny_yolo_checkpoint
     out = tmp_path / "annotated.mp4"
-    summary = run_demo(str(video), weights, timesteps=2, imgsz=64, save=out, show=False, conf=CONF, progress=False)
+    summary = run_demo(str(video), weights, timesteps=2, imgsz=64, save=out, show=False, conf=CONF, progress=False,
+                       backend="torch")
     frames_in = len(_frames(video))
     assert summary.frames == frames_in and summary.error is None
     assert summary.detections > 0
@@ -73,13 +74,14 @@ def test_demo_headless_saves_annotated_video(tiny_yolo_checkpoint, video: Path, 
 
 def test_demo_ann_and_max_frames(tiny_yolo_checkpoint, video: Path) -> None:
     summary = run_demo(str(video), tiny_yolo_checkpoint[0], imgsz=64, show=False, ann=True, conf=CONF,
-                       max_frames=3, progress=False)
+                       max_frames=3, progress=False, backend="torch")
     assert summary.mode == "ANN" and summary.frames == 3 and summary.firing_rate is None
 
 
 def test_stream_state_runs_and_starts_from_reset(tiny_yolo_checkpoint, video: Path) -> None:
     weights, _ = tiny_yolo_checkpoint
-    summary = run_demo(str(video), weights, imgsz=64, show=False, stream_state=True, conf=CONF, progress=False)
+    summary = run_demo(str(video), weights, imgsz=64, show=False, stream_state=True, conf=CONF, progress=False,
+                       backend="torch")
     assert summary.frames == len(_frames(video)) and summary.mode.startswith("SNN stream 1 step/frame")
 
     network, _ = load_model(weights)
@@ -188,11 +190,12 @@ def test_unreachable_stream_gives_up(tmp_path: Path) -> None:
         VideoSource(str(junk))
 
 
-def test_onnxruntime_demo_headless(tiny_yolo_checkpoint, video: Path, spikedet_cache: Path) -> None:
+def test_onnxruntime_demo_headless(tiny_yolo_checkpoint, video: Path, spikedet_cache: Path, tmp_path: Path) -> None:
     weights, _ = tiny_yolo_checkpoint
-    summary = run_demo(str(video), weights, timesteps=2, imgsz=64, show=False, conf=CONF, progress=False,
+    out = tmp_path / "annotated.mp4"
+    summary = run_demo(str(video), weights, timesteps=2, imgsz=64, save=out, show=False, conf=CONF, progress=False,
                        backend="onnxruntime")
-    assert summary.frames == len(_frames(video)) and summary.error is None
+    assert summary.frames == len(_frames(video)) == len(_frames(out)) and summary.error is None
     assert summary.detections > 0 and summary.mode == "SNN T=2"
     assert summary.firing_rate is not None and 0.0 <= summary.firing_rate < 1.0  # rates: see the parity test
     ann = run_demo(str(video), weights, imgsz=64, show=False, ann=True, conf=CONF, max_frames=3, progress=False,
@@ -244,6 +247,14 @@ def test_onnxruntime_matches_torch(tiny_yolo_checkpoint, video: Path, settings: 
         assert len(dets[0]) == len(dets[1]) > 0
         torch.testing.assert_close(dets[0], dets[1], atol=0.1, rtol=1e-3)
     assert matched >= max(1, MIN_MATCH * len(frames)), f"{matched}/{len(frames)} frames match"
+
+
+def test_parity_check_rejects_a_wrong_graph(tiny_yolo_checkpoint, video: Path) -> None:
+    """The check a fresh export must pass: a graph that computes something else fails on every frame."""
+    network = _firing_network(tiny_yolo_checkpoint[0])
+    frames = [to_tensor([letterbox(frame, 64)]) for frame in _frames(video)[:4]]
+    with pytest.raises(ExportError, match=r"does not reproduce PyTorch \(0/4 frames match"):
+        check_detector(make_ort_detector(network, 64, timesteps=2), make_detector(network, 1), frames, 64)
 
 
 def test_bad_backend_fails_with_one_line(video: Path) -> None:

@@ -103,12 +103,12 @@ class _OrtSpiking(FrameDetector):
         super().__init__()
         self.path = Path(path)
         self.session = ort_session(path, threads)
-        self.neurons = np.asarray(graph_metadata(self.session)["neurons"], dtype=np.float64)
+        self.layer_sizes = np.asarray(graph_metadata(self.session)["neurons"], dtype=np.float64)
 
     def _count(self, spikes: np.ndarray, steps: int) -> None:
         """Firing rates from the graph's per-layer spike counts, as :class:`~.detector.SpikingDetector` has them."""
-        self.rates = firing_rates(spikes, self.neurons, steps).tolist()
-        self.rate = float(np.sum(spikes, dtype=np.float64) / (self.neurons.sum() * steps))
+        self.rates = firing_rates(spikes, self.layer_sizes, steps).tolist()
+        self.rate = float(np.sum(spikes, dtype=np.float64) / (self.layer_sizes.sum() * steps))
 
 
 class OrtSpikingDetector(_OrtSpiking):
