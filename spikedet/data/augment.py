@@ -36,7 +36,9 @@ def train_transform(size: int, scale: tuple[float, float] = (0.75, 1.25), min_vi
         [
             A.BBoxSafeRandomCrop(erosion_rate=0.0, p=0.3),
             *letterbox_transform(size),
-            A.Affine(scale=scale, translate_percent=(-0.1, 0.1), border_mode=cv2.BORDER_CONSTANT, fill=PAD_VALUE, p=0.7),
+            A.Affine(
+                scale=scale, translate_percent=(-0.1, 0.1), border_mode=cv2.BORDER_CONSTANT, fill=PAD_VALUE, p=0.7
+            ),
             A.HorizontalFlip(p=0.5),
             A.ColorJitter(brightness=0.3, contrast=0.3, saturation=0.5, hue=0.03, p=0.8),
         ],

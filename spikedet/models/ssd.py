@@ -25,8 +25,8 @@ from .family import DetectorFamily, register_family
 from .ssd_backbone import BACKBONES, build_backbone
 
 __all__ = [
-    "ASPECT_RATIOS", "SCALES", "ExportableSSDHead", "SSDDecoder", "SSDQCFS", "build_ssd", "ssd_analog", "ssd_backbone_name", "ssd_config",
-    "ssd_from_config", "ssd_readouts",
+    "ASPECT_RATIOS", "SCALES", "ExportableSSDHead", "SSDDecoder", "SSDQCFS", "build_ssd", "ssd_analog",
+    "ssd_backbone_name", "ssd_config", "ssd_from_config", "ssd_readouts",
 ]
 
 # Anchors per feature map (strides 8 … 128): 4 boxes where only ratio 2 is used, 6 with ratios 2 and 3.
@@ -67,13 +67,16 @@ class SSDDecoder(nn.Module):
     def anchors(self, images: torch.Tensor, features: list[torch.Tensor]) -> torch.Tensor:
         """``[A, 4]`` anchors (``xyxy``, input pixels). They depend only on the input and feature-map sizes, so
         they are cached: a traced graph (ONNX export) then holds them as a constant, as YOLO's Detect anchors."""
-        key = (tuple(images.shape[-2:]), tuple(tuple(f.shape[-2:]) for f in features), features[0].dtype, features[0].device)
+        sizes = tuple(tuple(f.shape[-2:]) for f in features)
+        key = (tuple(images.shape[-2:]), sizes, features[0].dtype, features[0].device)
         if self._anchors is None or self._anchors[0] != key:
             image_list = ImageList(images[:1], [tuple(images.shape[-2:])])
             self._anchors = (key, self.anchor_generator(image_list, [f[:1] for f in features])[0])
         return self._anchors[1]
 
-    def forward(self, images: torch.Tensor, features: list[torch.Tensor], head: dict[str, torch.Tensor]) -> torch.Tensor:
+    def forward(
+        self, images: torch.Tensor, features: list[torch.Tensor], head: dict[str, torch.Tensor]
+    ) -> torch.Tensor:
         # the batch comes from the head: a spiking head's output is time-folded ([steps·B, ...]), the image is not
         regression, logits = head["bbox_regression"], head["cls_logits"]
         n, a = regression.shape[:2]

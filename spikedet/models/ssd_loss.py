@@ -43,7 +43,9 @@ class SSDLoss:
             boxes.append(self.box_coder.encode_single(gt[idx.clamp(min=0)], anchors))
         return torch.stack(classes), torch.stack(boxes)
 
-    def __call__(self, output: dict[str, torch.Tensor], targets: list[dict[str, torch.Tensor]]) -> tuple[torch.Tensor, dict[str, float]]:
+    def __call__(
+        self, output: dict[str, torch.Tensor], targets: list[dict[str, torch.Tensor]]
+    ) -> tuple[torch.Tensor, dict[str, float]]:
         regression, logits = output["bbox_regression"].float(), output["cls_logits"].float()
         classes, box_targets = self.match(output["anchors"].float(), targets)
         foreground = classes > 0

@@ -85,7 +85,8 @@ def _optimizer(model: nn.Module, lr: float, weight_decay: float) -> torch.optim.
     """AdamW; weight decay on conv weights only (not on BN, biases or the QCFS clip λ, which decay would shrink)."""
     decay = [p for p in model.parameters() if p.requires_grad and p.dim() > 1]
     rest = [p for p in model.parameters() if p.requires_grad and p.dim() <= 1]
-    return torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay}, {"params": rest, "weight_decay": 0.0}], lr=lr)
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": rest, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=lr)
 
 
 def _lr_factor(step: int, total: int, warmup: int) -> float:
@@ -142,7 +143,8 @@ def train_ssd(
     ten times per run).
     """
     if activation not in QUANT:
-        raise ValueError(f"SSD trains clip-quantized activations: --activation {' or '.join(QUANT)}, got '{activation}'")
+        choices = " or ".join(QUANT)
+        raise ValueError(f"SSD trains clip-quantized activations: --activation {choices}, got '{activation}'")
     if depth is not None:
         raise ValueError("--depth applies to YOLO only; SSD's size is set with --width")
     unknown = set(extra or {}) - set(DEFAULTS)
@@ -172,7 +174,8 @@ def train_ssd(
     amp = dev.type == "cuda"  # mixed precision on CUDA only (CPU autocast is bfloat16 and slower here)
     scaler = torch.amp.GradScaler("cuda", enabled=amp)
     loader = DataLoader(
-        AugmentedDetections(train, imgsz), batch_size=batch, shuffle=True, collate_fn=collate, drop_last=len(train) > batch,
+        AugmentedDetections(train, imgsz), batch_size=batch, shuffle=True, collate_fn=collate,
+        drop_last=len(train) > batch,
         num_workers=int(settings["workers"]), persistent_workers=int(settings["workers"]) > 0,
     )
     total, warmup = epochs * len(loader), max(1, round(settings["warmup_epochs"] * len(loader)))
@@ -181,7 +184,8 @@ def train_ssd(
 
     config = ssd_config(net)
     config.update(
-        class_names=list(train.class_names), dataset="synthetic" if str(data) == "synthetic" else str(Path(data).resolve()),
+        class_names=list(train.class_names),
+        dataset="synthetic" if str(data) == "synthetic" else str(Path(data).resolve()),
         train_split=train_split, eval_split=val_split, imgsz=imgsz, epochs=epochs, model_name=str(model),
         init=str(init) if init else None, train_activation=activation, noise_p=noise_p,
     )
@@ -201,7 +205,9 @@ def train_ssd(
                 output = net(images)
             loss, parts = criterion(output, targets)
             if not torch.isfinite(loss):
-                raise FloatingPointError(f"epoch {epoch + 1}: the loss is {float(loss)}; lower lr0 (now {settings['lr0']})")
+                raise FloatingPointError(
+                    f"epoch {epoch + 1}: the loss is {float(loss)}; lower lr0 (now {settings['lr0']})"
+                )
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.unscale_(optimizer)
@@ -221,7 +227,8 @@ def train_ssd(
         print(json.dumps(row))
         _save(out, net, optimizer, scheduler, scaler, dict(config, epochs_done=epoch + 1), history)
 
-    tag = f"ssd_{backbone}_{activation}_l{levels if isinstance(levels, int) else 'mixed'}" + ("_noisy" if noise_p else "")
+    level_tag = levels if isinstance(levels, int) else "mixed"
+    tag = f"ssd_{backbone}_{activation}_l{level_tag}" + ("_noisy" if noise_p else "")
     final = dict(config, epochs_done=epochs, history=history)
     return save_checkpoint(out / f"{tag}.pt", _cpu_copy(net), "ann", final)
 
