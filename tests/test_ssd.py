@@ -283,3 +283,15 @@ def test_train_tool_trains_ssd(tiny_data: Path, tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert load_checkpoint(tmp_path / "ssd_vgg_slim_qcfs_l4.pt")[0]["family"] == "ssd"
+
+
+@pytest.mark.parametrize("name, classes", [("raccoon", ["raccoon"]), ("coco-tiny", None)])
+def test_trains_on_real_voc_and_coco_data(
+    name: str, classes: list[str] | None, shared_datasets: Path, tmp_path: Path
+) -> None:
+    """The same data layer as YOLO: a VOC and a COCO folder train the SSD without conversion steps."""
+    path = train_ssd(shared_datasets / name, tmp_path, epochs=1, **TINY)
+    config, _, _ = load_checkpoint(path)
+    assert config["family"] == "ssd" and config["num_classes"] == len(config["class_names"])
+    if classes is not None:
+        assert config["class_names"] == classes
