@@ -195,7 +195,8 @@ def test_loss_handles_empty_images_and_learns() -> None:
 
 @pytest.fixture(scope="module")
 def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return generate_synthetic(tmp_path_factory.mktemp("ssd") / "data", num_images=24, image_size=64, seed=3, progress=False)
+    root = tmp_path_factory.mktemp("ssd")
+    return generate_synthetic(root / "data", num_images=24, image_size=64, seed=3, progress=False)
 
 
 @pytest.fixture(scope="module")
@@ -239,7 +240,9 @@ def test_onnx_export_matches_pytorch(stateful: bool, tiny_ssd: Path, tiny_data: 
     """The shared export path handles SSD (anchors cached before tracing, an export-friendly head flatten)."""
     from spikedet.deploy.onnx_export import export_detector
 
-    report = export_detector(tiny_ssd, tmp_path / "ssd.onnx", timesteps=2, stateful=stateful, data=str(tiny_data), images=2)
+    report = export_detector(
+        tiny_ssd, tmp_path / "ssd.onnx", timesteps=2, stateful=stateful, data=str(tiny_data), images=2
+    )
     assert report["ok"], report
     assert report["graphs"][0]["graph"] == ("snn-stateful" if stateful else "snn-unrolled")
 
@@ -268,7 +271,8 @@ def test_train_detector_dispatches_and_rejects(kwargs: dict, message: str, tiny_
 )
 def test_train_tool_rejects_bad_config(args: list[str], message: str, tiny_data: Path, tmp_path: Path) -> None:
     proc = subprocess.run(
-        [sys.executable, "tools/train_det.py", "--data", str(tiny_data), "--out", str(tmp_path), "--epochs", "1", *args],
+        [sys.executable, "tools/train_det.py", "--data", str(tiny_data), "--out", str(tmp_path), "--epochs", "1",
+         *args],
         cwd=ROOT, capture_output=True, text=True, timeout=300,
     )
     assert proc.returncode == 2, proc.stderr
