@@ -299,3 +299,24 @@ def test_trains_on_real_voc_and_coco_data(
     assert config["family"] == "ssd" and config["num_classes"] == len(config["class_names"])
     if classes is not None:
         assert config["class_names"] == classes
+
+
+def test_demo_runs_the_ssd_with_its_own_nms_iou(tiny_ssd: Path, tiny_data: Path, tmp_path: Path, monkeypatch) -> None:
+    """The live demo takes any family; without --iou it uses the family's NMS IoU (SSD 0.5, as its evaluation)."""
+    from spikedet.deploy import demo
+    from spikedet.deploy.video import make_video
+
+    frames = sorted(p for p in Path(tiny_data).rglob("*") if p.suffix in (".jpg", ".png"))[:4]
+    assert frames
+    video = make_video(frames, tmp_path / "clip.avi")
+    seen = {}
+    original = demo.process_video
+
+    def spy(source, detector, size, names, conf, iou, *args, **kwargs):
+        seen["iou"] = iou
+        return original(source, detector, size, names, conf, iou, *args, **kwargs)
+
+    monkeypatch.setattr(demo, "process_video", spy)
+    summary = demo.run_demo(str(video), tiny_ssd, timesteps=2, imgsz=64, show=False, progress=False, backend="torch")
+    assert seen["iou"] == get_family("ssd").nms_iou == 0.5
+    assert summary.frames == len(frames)

@@ -42,7 +42,7 @@ def main() -> None:
                         help="stream mode: fraction of the max-pool accumulators kept per frame (1: no decay)")
     parser.add_argument("--ann", action="store_true", help="run the quantized ANN instead, for comparison")
     parser.add_argument("--conf", type=float, default=0.25, help="score threshold")
-    parser.add_argument("--iou", type=float, default=0.7, help="NMS IoU threshold")
+    parser.add_argument("--iou", type=float, default=None, help="NMS IoU threshold (default: the detector family's, 0.7 YOLO, 0.5 SSD)")
     parser.add_argument("--max-frames", type=int, default=None, help="stop after N frames")
     parser.add_argument("--backend", default="onnxruntime",
                         help="onnxruntime (default) or torch. onnxruntime runs the detector exported to ONNX: "

@@ -14,6 +14,7 @@ import torch
 from tqdm import tqdm
 
 from ..engine.inference import letterbox, scaled_nms
+from ..models.family import family_of
 from .detector import FrameDetector, check_imgsz, load_model, make_detector
 from .ort_backend import check_backend, make_ort_detector
 from .overlay import draw_detections, draw_panel, draw_rate_bars
@@ -204,7 +205,7 @@ def run_demo(
     pool_decay: float = 0.5,
     ann: bool = False,
     conf: float = 0.25,
-    iou: float = 0.7,
+    iou: float | None = None,
     max_frames: int | None = None,
     progress: bool = True,
     backend: str = "onnxruntime",
@@ -214,7 +215,8 @@ def run_demo(
     ``imgsz`` defaults to the model's training size; stream mode (``window`` default ``timesteps``, ``leak``,
     ``pool_decay``): see :class:`~spikedet.deploy.detector.StreamingDetector`. ``backend``: ``"onnxruntime"``
     runs the exported graph (exported and checked against PyTorch on first use, then cached; see
-    :mod:`~spikedet.deploy.ort_backend`), ``"torch"`` the PyTorch model.
+    :mod:`~spikedet.deploy.ort_backend`), ``"torch"`` the PyTorch model. ``iou`` defaults to the detector
+    family's NMS IoU (0.7 for YOLO, 0.5 for SSD), the one its evaluation uses.
     """
     check_backend(backend)
     if show:
@@ -222,6 +224,7 @@ def run_demo(
     with VideoSource(source) as video:  # first, so a bad source fails before the model loads
         model, config = load_model(weights, ann=ann)
         names = list(config.get("class_names") or [])
+        iou = family_of(model).nms_iou if iou is None else iou
         size = check_imgsz(imgsz or int(config.get("imgsz", 320)))
         settings = (timesteps, stream_state, steps_per_frame, window, leak, pool_decay)
         if backend == "onnxruntime":
