@@ -1,6 +1,7 @@
 """Warm starts across training activations: a CASC (floor) model initialised from a QCFS (round) one."""
 from __future__ import annotations
 
+import pytest
 import torch
 
 from spikedet.models.yolo import build_yolo
@@ -39,3 +40,10 @@ def test_same_rounding_is_left_alone() -> None:
     biases = [m.bias.clone() for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
     match_rounding(model, source_shift=0.5)
     assert all(torch.equal(a, m.bias) for a, m in zip(biases, (m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d))))
+
+
+def test_epoch_selection_is_checked(tmp_path) -> None:
+    from spikedet.engine.train import train_detector
+
+    with pytest.raises(ValueError, match="select must be 'last' or 'best'"):
+        train_detector("synthetic", tmp_path, select="final")

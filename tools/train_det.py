@@ -41,6 +41,11 @@ def main() -> None:
     parser.add_argument("--width", type=float, default=None, help="override the width multiplier (tiny models; SSD: backbone channels)")
     parser.add_argument("--depth", type=float, default=None, help="override the depth multiplier")
     parser.add_argument("--resume", action="store_true", help="SSD: continue from --out's train_state.pt")
+    parser.add_argument(
+        "--select", choices=["last", "best"], default="last",
+        help="YOLO epoch to export: last, or best by ultralytics' fitness on the eval split (only honest when "
+        "that split is a validation set, not the test set)",
+    )
     parser.add_argument("--out", default="runs/train", help="output folder")
     args = parser.parse_args()
 
@@ -52,7 +57,7 @@ def main() -> None:
         path = train_detector(
             args.data, args.out, model=args.model, activation=args.activation, levels=parse_levels(args.levels),
             noise_p=args.noise_p, epochs=args.epochs, imgsz=args.imgsz, batch=args.batch, device=args.device,
-            init=args.init, width=args.width, depth=args.depth, resume=args.resume,
+            init=args.init, width=args.width, depth=args.depth, resume=args.resume, select=args.select,
             extra=_extra(args.lr0, family_for_model(args.model).name),
         )
         print(f"checkpoint: {path}")

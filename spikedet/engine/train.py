@@ -50,6 +50,7 @@ def train_detector(
     depth: float | None = None,
     extra: dict[str, Any] | None = None,
     resume: bool = False,
+    select: str = "last",
 ) -> Path:
     """Train on ``data``'s train split (validated on its eval split); return the spikedet checkpoint path.
 
@@ -58,8 +59,12 @@ def train_detector(
     :mod:`spikedet.engine.levels`). ``noise_p`` > 0 trains with Dual-Phase's noisy quantization (Phase I). The
     checkpoint lands at ``out/<model>_<activation>[_l<L>].pt`` beside ultralytics' run folder ``out/train``.
     ``model`` picks the detector family: ``ssd`` / ``ssd_<backbone>`` trains with
-    :func:`spikedet.models.ssd_train.train_ssd`, which also takes ``resume``.
+    :func:`spikedet.models.ssd_train.train_ssd`, which also takes ``resume``. ``select``: which YOLO epoch is
+    exported, ``"last"`` or ``"best"`` (ultralytics' fitness on the eval split: a choice made on the data the
+    model is then evaluated on, so only for a split that is a true validation set).
     """
+    if select not in ("last", "best"):
+        raise ValueError(f"select must be 'last' or 'best', got '{select}'")
     if activation not in ACTIVATIONS:
         raise ValueError(f"unknown activation '{activation}'; choose from {', '.join(ACTIVATIONS)}")
     level_tag = levels if isinstance(levels, int) else "al" if isinstance(levels, str) else "mixed"
@@ -92,6 +97,6 @@ def train_detector(
     meta = {
         "dataset": dataset_spec(data), "train_split": train_split, "eval_split": val_split, "imgsz": imgsz,
         "epochs": epochs, "model_name": model, "init": str(init) if init else None, "train_activation": activation,
-        "noise_p": noise_p,
+        "noise_p": noise_p, "selected_epoch": select,
     }
-    return export_trained(trainer, Path(out) / f"{tag}.pt", train.class_names, meta)
+    return export_trained(trainer, Path(out) / f"{tag}.pt", train.class_names, meta, select)

@@ -109,10 +109,12 @@ def train_yolo(
     return out_dir / "train", trainer
 
 
-def export_trained(trainer: Any, path: str | Path, class_names: list[str], meta: dict[str, Any]) -> Path:
-    """Save the best weights of an ultralytics run in spikedet's safe checkpoint format."""
-    best = Path(trainer.best if Path(trainer.best).exists() else trainer.last)
-    model, _ = load_ultralytics_checkpoint(best)
+def export_trained(
+    trainer: Any, path: str | Path, class_names: list[str], meta: dict[str, Any], select: str = "last"
+) -> Path:
+    """Save the ``"last"`` or ``"best"`` weights of an ultralytics run in spikedet's safe checkpoint format."""
+    chosen = Path(trainer.best if select == "best" and Path(trainer.best).exists() else trainer.last)
+    model, _ = load_ultralytics_checkpoint(chosen)
     model = model.float().eval()
     config = yolo_config(model)
     config.update(class_names=list(class_names), **meta)
