@@ -32,11 +32,20 @@ BINS = 5
 
 def al_metric(values: torch.Tensor, clip: float, bins: int = BINS) -> float:
     """PASCAL's AL metric of one layer's activation ``values`` (outputs of a QCFS with clip ``clip``)."""
-    if bins < 4:
-        raise ValueError(f"the AL metric needs at least 4 bins (its B term divides by (n-2)(n-3)), got {bins}")
     if values.numel() == 0:
         raise ValueError("no activation values to score")
-    counts = torch.histc(values.detach().double().flatten(), bins=bins, min=0.0, max=float(clip))
+    return _metric_of_counts(_histogram(values, clip, bins))
+
+
+def _histogram(values: torch.Tensor, clip: float, bins: int) -> torch.Tensor:
+    if bins < 4:
+        raise ValueError(f"the AL metric needs at least 4 bins (its B term divides by (n-2)(n-3)), got {bins}")
+    return torch.histc(values.detach().double().flatten(), bins=bins, min=0.0, max=float(clip))
+
+
+def _metric_of_counts(counts: torch.Tensor) -> float:
+    """``A·B`` of a bin-count vector (module docstring)."""
+    bins = counts.numel()
     n_dense = int((counts >= counts.mean()).sum())
     a = 1.0 - (n_dense - 1) / (bins - 1)
     centred = counts - counts.mean()
@@ -97,11 +106,10 @@ def measure_layers(
     for name, module in layers:
         if not samples[name]:
             raise ValueError("no batches given: the AL metric needs activations from at least one image")
-        values = torch.cat(samples[name])
         clip = float(module.threshold)
-        counts = torch.histc(values.double(), bins=bins, min=0.0, max=clip)
+        counts = _histogram(torch.cat(samples[name]), clip, bins)
         occupancy = tuple(float(c) for c in counts / counts.sum().clamp_min(1))
-        results.append(LayerLevels(name, clip, module.levels, al_metric(values, clip, bins), occupancy))
+        results.append(LayerLevels(name, clip, module.levels, _metric_of_counts(counts), occupancy))
     return results
 
 
