@@ -19,7 +19,8 @@ from spikedet.deploy.demo import frame_input
 from spikedet.deploy.onnx_export import MIN_MATCH, TOLERANCE, ExportError, parity_error
 from spikedet.deploy.ort_backend import OrtStreamingDetector, cached_graph, check_detector, make_ort_detector
 from spikedet.deploy.stream_eval import stream_accuracy
-from spikedet.engine.inference import letterbox, scaled_nms, to_tensor
+from spikedet.engine.inference import letterbox, to_tensor
+from spikedet.models.postprocess import scaled_nms
 from spikedet.spiking import QCFS, ReadOut, SpikingMaxPool, SpikingNeuron
 
 ROOT = Path(__file__).resolve().parents[1]

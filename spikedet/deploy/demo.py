@@ -13,7 +13,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ..engine.inference import letterbox, scaled_nms
+from ..engine.inference import letterbox
+from ..models.postprocess import scaled_nms
 from ..models.family import family_of
 from .detector import FrameDetector, check_imgsz, load_model, make_detector
 from .ort_backend import check_backend, make_ort_detector

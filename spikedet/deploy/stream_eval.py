@@ -18,7 +18,8 @@ import numpy as np
 from tqdm import tqdm
 
 from ..data.records import DetectionDataset, ImageRecord
-from ..engine.inference import letterbox, scaled_nms, to_tensor
+from ..engine.inference import letterbox, to_tensor
+from ..models.postprocess import scaled_nms
 from ..eval.coco import evaluate_coco
 from ..eval.detections import ImageDetections
 from ..spiking import SpikingNetwork, check_timesteps

@@ -1,4 +1,4 @@
-"""Batched detector inference on a dataset: letterbox, forward (ANN or SNN), NMS, boxes back in image pixels."""
+"""Batched detector inference on a dataset: letterbox, forward (ANN or SNN), then the family's NMS."""
 from __future__ import annotations
 
 from typing import Any, Callable, Iterator
@@ -9,14 +9,10 @@ import torch
 from tqdm import tqdm
 
 from ..data.records import DatasetError, DetectionDataset, ImageRecord
-from ..env import import_ultralytics
 from ..eval.detections import ImageDetections
+from ..models.postprocess import decoded_postprocess
 
-__all__ = ["letterbox", "to_tensor", "image_batches", "scaled_nms", "yolo_postprocess", "predict_dataset"]
-
-import_ultralytics()
-from ultralytics.utils.nms import non_max_suppression  # noqa: E402
-from ultralytics.utils.ops import scale_boxes  # noqa: E402
+__all__ = ["letterbox", "to_tensor", "image_batches", "predict_dataset"]
 
 
 def letterbox(image: np.ndarray, size: int) -> np.ndarray:
@@ -51,40 +47,13 @@ def image_batches(records: list[ImageRecord], size: int, batch_size: int) -> Ite
         yield to_tensor(images), chunk
 
 
-def scaled_nms(
-    output: Any, size: int, shapes: list[tuple[int, int]], conf: float = 0.001, iou: float = 0.7, max_det: int = 300
-) -> list[torch.Tensor]:
-    """Detect-head output of letterboxed ``size × size`` inputs → NMS → ``[N, 6]`` per image: ``xyxy`` in the
-    pixels of the original image of shape ``(height, width)``, score, class."""
-    pred = output[0] if isinstance(output, (list, tuple)) else output
-    kept = non_max_suppression(pred, conf_thres=conf, iou_thres=iou, max_det=max_det)
-    for det, shape in zip(kept, shapes):
-        det[:, :4] = scale_boxes((size, size), det[:, :4].clone(), shape)
-    return kept
-
-
-def yolo_postprocess(
-    output: Any, size: int, records: list[ImageRecord], conf: float = 0.001, iou: float = 0.7, max_det: int = 300
-) -> list[ImageDetections]:
-    """Decoded output ``[B, 4 + nc, A]`` (YOLO's Detect head, or any family's decoder) → NMS → boxes in the
-    original image's pixels."""
-    kept = scaled_nms(output, size, [(rec.height, rec.width) for rec in records], conf, iou, max_det)
-    return [
-        ImageDetections(
-            image_id=rec.image_id, boxes=det[:, :4].numpy().astype(np.float32),
-            scores=det[:, 4].numpy().astype(np.float32), labels=det[:, 5].numpy().astype(np.int64),
-        )
-        for det, rec in zip(kept, records)
-    ]
-
-
 def predict_dataset(
     run: Callable[[torch.Tensor], dict[Any, Any]],
     dataset: DetectionDataset,
     size: int,
     batch_size: int = 8,
     desc: str = "predict",
-    postprocess: Callable[..., list[ImageDetections]] = yolo_postprocess,
+    postprocess: Callable[..., list[ImageDetections]] = decoded_postprocess,
     **nms: Any,
 ) -> dict[Any, list[ImageDetections]]:
     """Run ``run(images) -> {key: detector output}`` over the dataset; return detections per key.

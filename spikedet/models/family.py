@@ -16,6 +16,8 @@ from typing import Any, Callable
 
 from torch import nn
 
+from .postprocess import decoded_postprocess
+
 __all__ = ["DetectorFamily", "FAMILIES", "register_family", "get_family", "family_of", "family_for_model"]
 
 
@@ -46,9 +48,7 @@ class DetectorFamily:
 
     def postprocess(self, output: Any, size: int, records: list, **nms: Any) -> list:
         """Decoded output of letterboxed ``size × size`` inputs → NMS → detections in image pixels."""
-        from ..engine.inference import yolo_postprocess  # the shared decoded-layout NMS
-
-        return yolo_postprocess(output, size, records, **{"iou": self.nms_iou, **nms})
+        return decoded_postprocess(output, size, records, **{"iou": self.nms_iou, **nms})
 
     def train(self, data: str | Path, out: str | Path, **kwargs: Any) -> Path:
         module, _, function = self.trainer.partition(":")
