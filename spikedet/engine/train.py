@@ -7,16 +7,13 @@ from typing import Any
 from ..data import default_splits, export_ultralytics, load_dataset
 from ..models.family import family_for_model
 from ..models.yolo_train import export_trained, train_yolo
+from ..spiking.quant import TRAINING_ACTIVATIONS
 from .levels import adaptive_levels, al_choices, format_levels, plot_levels
 
 __all__ = ["ACTIVATIONS", "train_detector", "dataset_spec"]
 
-# Training activations by name: QCFS settings (methods.md §8.1); "silu" is the full-precision reference.
-ACTIVATIONS: dict[str, dict[str, Any] | None] = {
-    "qcfs": {},
-    "casc": {"clip": 1.0, "learn_clip": False, "shift": 0.0, "clamp_grad": True},  # ClipQuan: fixed clip, floor
-    "silu": None,
-}
+# Training activations by name: the QCFS presets, and "silu", the full-precision reference (YOLO only).
+ACTIVATIONS: dict[str, dict[str, Any] | None] = {**TRAINING_ACTIVATIONS, "silu": None}
 
 
 def dataset_spec(data: str | Path) -> str:

@@ -27,16 +27,12 @@ from ..data import default_splits, load_dataset
 from ..data.augment import apply_transform, train_transform
 from ..data.records import DatasetError, DetectionDataset
 from ..engine.evaluate import evaluate_ann
+from ..spiking.quant import TRAINING_ACTIVATIONS
 from .ssd import SSDQCFS, build_ssd, ssd_backbone_name, ssd_config
 from .ssd_loss import SSDLoss
 
 __all__ = ["AugmentedDetections", "collate", "resolve_device", "train_ssd"]
 
-# QCFS settings per training activation (methods.md §8.1), as for YOLO; SSD has no full-precision "silu".
-QUANT: dict[str, dict[str, Any]] = {
-    "qcfs": {},
-    "casc": {"clip": 1.0, "learn_clip": False, "shift": 0.0, "clamp_grad": True},
-}
 # Optimiser settings that ``extra`` may override.
 DEFAULTS: dict[str, Any] = {"lr0": 1e-3, "weight_decay": 0.05, "warmup_epochs": 1.0, "workers": 2, "val_every": None}
 
@@ -142,8 +138,8 @@ def train_ssd(
     ``weight_decay``, ``warmup_epochs``, ``workers``, ``val_every``: evaluate every N epochs, default about
     ten times per run).
     """
-    if activation not in QUANT:
-        choices = " or ".join(QUANT)
+    if activation not in TRAINING_ACTIVATIONS:
+        choices = " or ".join(TRAINING_ACTIVATIONS)
         raise ValueError(f"SSD trains clip-quantized activations: --activation {choices}, got '{activation}'")
     if depth is not None:
         raise ValueError("--depth applies to YOLO only; SSD's size is set with --width")
@@ -164,7 +160,7 @@ def train_ssd(
     print(train.summary())
     print(val.summary())
 
-    quant = dict(QUANT[activation], **({"noise_p": noise_p} if noise_p else {}))
+    quant = dict(TRAINING_ACTIVATIONS[activation], **({"noise_p": noise_p} if noise_p else {}))
     net = build_ssd(model, num_classes=train.num_classes, levels=levels, width=width, **quant)
     if init:
         _init_weights(net, init)

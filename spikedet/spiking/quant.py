@@ -12,7 +12,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["QCFS", "quantized_activations"]
+__all__ = ["QCFS", "TRAINING_ACTIVATIONS", "quantized_activations"]
+
+# QCFS settings of the training activations by name (methods.md §8.1), shared by every detector family's trainer.
+TRAINING_ACTIVATIONS: dict[str, dict[str, object]] = {
+    "qcfs": {},
+    "casc": {"clip": 1.0, "learn_clip": False, "shift": 0.0, "clamp_grad": True},  # ClipQuan: fixed clip, floor
+}
 
 
 class _FloorSTE(torch.autograd.Function):
