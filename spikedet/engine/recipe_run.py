@@ -12,7 +12,7 @@ from ..data.records import DetectionDataset
 from ..recipes import Recipe
 from ..spiking.accounting import SpikeMonitor
 from ..spiking.calibrate import CALIBRATIONS, calibrate_layerwise
-from ..spiking.latency import pipeline_steps
+from ..spiking.latency import is_layer_sequential, pipeline_steps
 from ..spiking.runtime import SpikingNetwork
 from .evaluate import build_snn, evaluate_snn
 from .inference import image_batches
@@ -31,11 +31,11 @@ def calibration_images(data: str | Path, count: int, imgsz: int, class_names: li
 
 def _add_pipeline_latency(network: SpikingNetwork, metrics: dict[int, dict], dataset: DetectionDataset, imgsz: int) -> None:
     """Layer-sequential recipes (PASCAL) also report the steps to their first complete output."""
+    if not is_layer_sequential(network):
+        return
     image, _ = next(image_batches(dataset.records[:1], imgsz, batch_size=1))
     for t, m in metrics.items():
-        steps = pipeline_steps(network, image, t)
-        if steps is not None:
-            m["pipeline_steps"] = steps
+        m["pipeline_steps"] = pipeline_steps(network, image, t)
 
 
 def run_recipe(
@@ -54,8 +54,27 @@ def run_recipe(
     if not recipe.calibration:
         network = build_snn(ann, recipe)
         metrics, dets, monitor = evaluate_snn(network, dataset, timesteps, imgsz, batch, anytime=recipe.anytime)
-        _add_pipeline_latency(network, metrics, dataset, imgsz)
-        return metrics, dets, network, monitor, None
+        summary = None
+    else:
+        metrics, dets, network, monitor, summary = _calibrate_and_evaluate(
+            ann, recipe, dataset, timesteps, imgsz, batch, data, class_names, calib_images
+        )
+    _add_pipeline_latency(network, metrics, dataset, imgsz)
+    return metrics, dets, network, monitor, summary
+
+
+def _calibrate_and_evaluate(
+    ann: nn.Module,
+    recipe: Recipe,
+    dataset: DetectionDataset,
+    timesteps: list[int],
+    imgsz: int,
+    batch: int,
+    data: str | Path,
+    class_names: list[str],
+    calib_images: int | None,
+) -> tuple[dict[int, dict], dict[int, Any], SpikingNetwork, SpikeMonitor, dict[str, Any]]:
+    """A calibrating recipe: calibrate a fresh network for each T on training images, then evaluate it."""
     settings = {**CALIBRATIONS[recipe.calibration["kind"]], **recipe.calibration}
     count = calib_images or int(settings.get("images", 32))
     images = calibration_images(data, count, imgsz, class_names)

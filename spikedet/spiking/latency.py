@@ -21,7 +21,7 @@ from torch.utils._pytree import tree_leaves
 from .neuron import PascalNeuron, SpikingNeuron
 from .runtime import SpikingNetwork
 
-__all__ = ["longest_path", "pipeline_steps"]
+__all__ = ["is_layer_sequential", "longest_path", "pipeline_steps"]
 
 
 class _PathCost(TorchFunctionMode):
@@ -66,10 +66,15 @@ def longest_path(network: SpikingNetwork, x: torch.Tensor, cost: Callable[[nn.Mo
             h.remove()
 
 
+def is_layer_sequential(network: SpikingNetwork) -> bool:
+    """Whether some layer waits for its whole input before it emits (PASCAL's neuron)."""
+    return any(isinstance(m, PascalNeuron) for m in network.net.modules())
+
+
 def pipeline_steps(network: SpikingNetwork, x: torch.Tensor, timesteps: int) -> int | None:
     """Steps until a layer-sequential network's first complete output (None for an online network, whose
     latency is its step count): ``Σ (T + max(T, L_l) − 1)`` over the slowest chain, plus T for the read-out."""
-    if not any(isinstance(m, PascalNeuron) for m in network.net.modules()):
+    if not is_layer_sequential(network):
         return None
 
     def cost(module: nn.Module) -> int:
