@@ -160,12 +160,16 @@ def calibrate_layerwise(
         neuron.reset()
         return neuron.forward(x)
 
+    def mean_over_time(folded: torch.Tensor) -> torch.Tensor:
+        """``[T·B, ...]`` (time folded into the batch) → its mean over the T steps, ``[B, ...]``."""
+        return folded.view(ctx.steps, ctx.batch, *folded.shape[1:]).mean(0)
+
     def hold_error(out: torch.Tensor, target: torch.Tensor) -> float:
-        rate = out.view(ctx.steps, ctx.batch, *out.shape[1:]).mean(0)
+        rate = mean_over_time(out)
         return float((rate[hold] - target[hold]).pow(2).mean())
 
     def shift_potential(neuron: SpikingNeuron, out: torch.Tensor, target: torch.Tensor) -> None:
-        rate = out.view(ctx.steps, ctx.batch, *out.shape[1:]).mean(0)
+        rate = mean_over_time(out)
         delta = ctx.steps * (target[fit] - rate[fit]).mean(dim=(0, 2, 3)) / neuron.threshold
         neuron.v0 = (neuron.v0 + delta.view(-1, 1, 1)).detach()
 
@@ -187,13 +191,13 @@ def calibrate_layerwise(
 
     def fit_weights_proxy(neuron: SpikingNeuron, conv: nn.Conv2d, conv_in: torch.Tensor, target: torch.Tensor) -> None:
         act = ann_acts[names[neuron]]
-        mean_in = conv_in.view(ctx.steps, ctx.batch, *conv_in.shape[1:]).mean(0)[fit]  # conv is linear in time
+        mean_in = mean_over_time(conv_in)[fit]  # conv is linear in time
         params = [conv.weight] + ([conv.bias] if conv.bias is not None else [])
         opt = torch.optim.SGD(params, lr=lr, momentum=0.9)
         for _ in range(weight_steps):
             with torch.no_grad():
                 out = rerun(neuron, conv(conv_in))
-                rate = out.view(ctx.steps, ctx.batch, *out.shape[1:]).mean(0)[fit]
+                rate = mean_over_time(out)[fit]
             with torch.enable_grad():
                 opt.zero_grad()
                 proxy = _qcfs_proxy(conv(mean_in), act)
