@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from torch._inductor import config as inductor_config
 
 from spikedet.data import load_dataset
 from spikedet.deploy import (
@@ -17,7 +18,10 @@ from spikedet.deploy import (
 )
 from spikedet.deploy.demo import frame_input
 from spikedet.deploy.onnx_export import MIN_MATCH, TOLERANCE, ExportError, parity_error
-from spikedet.deploy.ort_backend import OrtStreamingDetector, cached_graph, check_detector, make_ort_detector
+from spikedet.deploy.backends import (
+    GraphStreamingDetector, cached_graph, check_detector, cxx_compiler, make_backend_detector, make_graph_detector,
+    resolve_backend,
+)
 from spikedet.deploy.stream_eval import stream_accuracy
 from spikedet.engine.inference import letterbox, to_tensor
 from spikedet.models.postprocess import scaled_nms
@@ -191,19 +195,27 @@ def test_unreachable_stream_gives_up(tmp_path: Path) -> None:
         VideoSource(str(junk))
 
 
-def test_onnxruntime_demo_headless(tiny_yolo_checkpoint, video: Path, spikedet_cache: Path, tmp_path: Path) -> None:
+COMPILED = ["onnxruntime", "inductor"]
+
+
+@pytest.mark.parametrize("backend", COMPILED)
+def test_compiled_demo_headless(tiny_yolo_checkpoint, video: Path, spikedet_cache: Path, tmp_path: Path,
+                                backend: str) -> None:
+    if backend == "inductor" and cxx_compiler() is None:
+        pytest.skip("the inductor backend needs a C++ compiler (g++ or clang++)")
     weights, _ = tiny_yolo_checkpoint
     out = tmp_path / "annotated.mp4"
     summary = run_demo(str(video), weights, timesteps=2, imgsz=64, save=out, show=False, conf=CONF, progress=False,
-                       backend="onnxruntime")
+                       backend=backend)
     assert summary.frames == len(_frames(video)) == len(_frames(out)) and summary.error is None
     assert summary.detections > 0 and summary.mode == "SNN T=2"
     assert summary.firing_rate is not None and 0.0 <= summary.firing_rate < 1.0  # rates: see the parity test
     ann = run_demo(str(video), weights, imgsz=64, show=False, ann=True, conf=CONF, max_frames=3, progress=False,
-                   backend="onnxruntime")
+                   backend=backend)
     assert ann.mode == "ANN" and ann.frames == 3 and ann.detections > 0 and ann.firing_rate is None
-    cached = sorted(p.name.split("-")[0] for p in (spikedet_cache / "onnx").glob("*.onnx"))
-    assert {"ann", "unrolled"} <= set(cached) and not list((spikedet_cache / "onnx").glob("*partial*"))
+    folder = spikedet_cache / backend
+    cached = sorted(p.name.split("-")[0] for p in folder.iterdir())
+    assert {"ann", "unrolled"} <= set(cached) and not list(folder.glob("*partial*"))
 
 
 def test_graph_cache_exports_once(tiny_yolo_checkpoint) -> None:
@@ -212,38 +224,50 @@ def test_graph_cache_exports_once(tiny_yolo_checkpoint) -> None:
     first = cached_graph(network, "probe", {"T": 1}, lambda p: (calls.append(p), p.write_bytes(b"graph")))
     again = cached_graph(network, "probe", {"T": 1}, lambda p: calls.append(p))
     other = cached_graph(network, "probe", {"T": 2}, lambda p: (calls.append(p), p.write_bytes(b"graph")))
-    assert first[1] and not again[1] and other[1] and len(calls) == 2
+    elsewhere = cached_graph(network, "probe", {"T": 1}, lambda p: (calls.append(p), p.write_bytes(b"pt2")),
+                             backend="inductor", suffix=".pt2")
+    assert first[1] and not again[1] and other[1] and elsewhere[1] and len(calls) == 3
     assert first[0] == again[0] != other[0] and first[0].read_bytes() == b"graph"
+    assert elsewhere[0].suffix == ".pt2" and elsewhere[0].parent.name == "inductor"
 
 
-@pytest.mark.parametrize("settings", [
-    {"timesteps": 2},
-    {"stream_state": True},  # the demo's stream: 1 step per frame, read-out window T=4, forgetting
-    {"stream_state": True, "steps_per_frame": 2, "window": 4, "leak": 0.5},
-    {"stream_state": True, "window": 0, "leak": 1.0, "pool_decay": 1.0},  # pure carry-over, running mean
-], ids=["T2", "stream", "stream-2-steps", "stream-carry-over"])
-def test_onnxruntime_matches_torch(tiny_yolo_checkpoint, video: Path, settings: dict) -> None:
-    """Frame by frame on the video, the onnxruntime detector gives PyTorch's outputs, firing rates and
+SETTINGS = {
+    "T2": {"timesteps": 2},
+    "stream": {"stream_state": True},  # the demo's stream: 1 step per frame, read-out window T=4, forgetting
+    "stream-2-steps": {"stream_state": True, "steps_per_frame": 2, "window": 4, "leak": 0.5},
+    "stream-carry-over": {"stream_state": True, "window": 0, "leak": 1.0, "pool_decay": 1.0},  # running mean
+}
+
+
+# inductor compiles for tens of seconds per graph: the per-frame graph and the most general stream suffice
+@pytest.mark.parametrize("backend, settings", [
+    *(pytest.param("onnxruntime", s, id=f"onnxruntime-{k}") for k, s in SETTINGS.items()),
+    *(pytest.param("inductor", SETTINGS[k], id=f"inductor-{k}") for k in ("T2", "stream-2-steps")),
+])
+def test_compiled_matches_torch(tiny_yolo_checkpoint, video: Path, settings: dict, backend: str) -> None:
+    """Frame by frame on the video, the compiled detector gives PyTorch's outputs, firing rates and
     detections (on a network that fires, so the state carried between frames matters); frames may differ
     only as the export's parity rule allows (a float32 threshold tie)."""
+    if backend == "inductor" and cxx_compiler() is None:
+        pytest.skip("the inductor backend needs a C++ compiler (g++ or clang++)")
     network = _firing_network(tiny_yolo_checkpoint[0])
     torch_det = make_detector(network, **settings)
-    ort_det = make_ort_detector(network, 64, **settings)
-    assert ort_det.label == torch_det.label
+    compiled = make_graph_detector(network, 64, backend=backend, **settings)
+    assert compiled.label == torch_det.label
     if settings.get("stream_state"):
-        assert isinstance(ort_det, OrtStreamingDetector)
+        assert isinstance(compiled, GraphStreamingDetector)
     torch_det.reset()
-    ort_det.reset()
+    compiled.reset()
     frames = _frames(video)
     matched = 0
     for frame in frames:
         x = to_tensor([letterbox(frame, 64)])
-        got, ref = ort_det(x), torch_det(x)
+        got, ref = compiled(x), torch_det(x)
         if parity_error(got.numpy(), ref.numpy(), 64)[1] > TOLERANCE:
             continue
         matched += 1
-        assert max(abs(a - b) for a, b in zip(ort_det.rates, torch_det.rates)) <= TOLERANCE
-        assert ort_det.rate == pytest.approx(torch_det.rate, abs=1e-6) and ort_det.rate > 0
+        assert max(abs(a - b) for a, b in zip(compiled.rates, torch_det.rates)) <= TOLERANCE
+        assert compiled.rate == pytest.approx(torch_det.rate, abs=1e-6) and compiled.rate > 0
         dets = [scaled_nms(out, 64, [frame.shape[:2]], CONF)[0] for out in (got, ref)]
         assert len(dets[0]) == len(dets[1]) > 0
         torch.testing.assert_close(dets[0], dets[1], atol=0.1, rtol=1e-3)
@@ -255,7 +279,31 @@ def test_parity_check_rejects_a_wrong_graph(tiny_yolo_checkpoint, video: Path) -
     network = _firing_network(tiny_yolo_checkpoint[0])
     frames = [to_tensor([letterbox(frame, 64)]) for frame in _frames(video)[:4]]
     with pytest.raises(ExportError, match=r"does not reproduce PyTorch \(0/4 frames match"):
-        check_detector(make_ort_detector(network, 64, timesteps=2), make_detector(network, 1), frames, 64)
+        check_detector(make_graph_detector(network, 64, timesteps=2, backend="onnxruntime"),
+                       make_detector(network, 1), frames, 64)
+
+
+def test_auto_backend_falls_back_without_a_compiler(tiny_yolo_checkpoint, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without a C++ compiler ``auto`` is onnxruntime; ``inductor`` asked for by name fails with one line."""
+    network, _ = load_model(tiny_yolo_checkpoint[0])
+    monkeypatch.setattr(inductor_config.cpp, "cxx", (None, "/nonexistent/c++"))
+    assert cxx_compiler() is None and resolve_backend("auto") == "onnxruntime"
+    with pytest.raises(ExportError, match="^the inductor backend needs a C\\+\\+ compiler"):
+        make_backend_detector(network, 64, timesteps=3, backend="inductor")
+    detector = make_backend_detector(network, 64, timesteps=3, backend="auto")
+    assert detector.runner.backend == "onnxruntime" and detector.label == "SNN T=3"
+
+
+def test_auto_backend_falls_back_when_the_compile_fails(tiny_yolo_checkpoint, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A compiler that fails: ``auto`` says so in one line and runs on onnxruntime."""
+    network, _ = load_model(tiny_yolo_checkpoint[0])
+    monkeypatch.setattr(inductor_config.cpp, "cxx", (None, shutil.which("false")))
+    assert resolve_backend("auto") == "inductor"
+    messages: list[str] = []
+    detector = make_backend_detector(network, 64, timesteps=3, backend="auto", log=messages.append)
+    assert detector.runner.backend == "onnxruntime" and detector.label == "SNN T=3"
+    assert messages[-1].startswith("AOTInductor could not compile the graph") and "\n" not in messages[-1]
+    assert messages[-1].endswith("; using onnxruntime instead")
 
 
 def test_bad_backend_fails_with_one_line(video: Path) -> None:
@@ -264,7 +312,7 @@ def test_bad_backend_fails_with_one_line(video: Path) -> None:
         capture_output=True, text=True, timeout=120,
     )
     assert proc.returncode == 2
-    assert proc.stderr.strip() == "error: --backend must be one of onnxruntime, torch, got 'tensorflow'"
+    assert proc.stderr.strip() == "error: --backend must be one of auto, inductor, onnxruntime, torch, got 'tensorflow'"
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,7 @@ import torch
 from spikedet.data import load_dataset
 from spikedet.deploy import SpikingDetector, load_model
 from spikedet.deploy.onnx_export import (
-    DEFAULT_OPSET, STATE_IN, STATE_OUT, UnrolledSNN, export_detector, firing_rates, graph_metadata, onnx_latency,
+    DEFAULT_OPSET, STATE_IN, STATE_OUT, ExportError, UnrolledSNN, export_detector, firing_rates, graph_metadata, onnx_latency,
     ort_session, parity_error, run_stateful,
 )
 from spikedet.engine.inference import image_batches
@@ -130,3 +130,12 @@ def test_tools_fail_on_missing_weights(tool: str) -> None:
                           timeout=120)
     assert proc.returncode == 2
     assert proc.stderr.strip() == "error: checkpoint not found: missing.pt"
+
+
+def test_parity_error_scales_boxes_and_rejects_other_shapes() -> None:
+    ref = np.zeros((1, 6, 5), dtype=np.float32)
+    got = ref.copy()
+    got[0, 1, 2], got[0, 5, 0] = 32.0, 0.25  # a box coordinate 32 px off, a score 0.25 off
+    assert parity_error(got, ref, 64) == (32.0, 0.5)
+    with pytest.raises(ExportError, match=r"output has shape \[6, 5\], PyTorch's \[1, 6, 5\]"):
+        parity_error(got[0], ref, 64)

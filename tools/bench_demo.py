@@ -5,9 +5,9 @@
     python tools/bench_demo.py --weights W --imgsz 320 --frames 300 --hold 4
 
 Throughput of the headless demo loop (capture, letterbox, network, NMS, overlay) on a video of the model's
-evaluation split for the ANN, the SNN at T per frame and the SNN streaming at 1 step per frame, each on the torch
-and the onnxruntime backend (graphs from the cache, exported on first use); onnxruntime vs PyTorch latency of the
-unrolled T-step graph; and the mAP of stream-state inference against per-frame T-step
+evaluation split for the ANN, the SNN at T per frame and the SNN streaming at 1 step per frame, each on the torch,
+onnxruntime and inductor backends (graphs from the cache, compiled on first use); the compiled backends' latency
+of the unrolled T-step graph against PyTorch's; and the mAP of stream-state inference against per-frame T-step
 inference on a video holding each evaluation image for --hold frames.
 """
 from __future__ import annotations
@@ -32,6 +32,8 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=None, help="images for the accuracy video (default: all)")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads for torch and onnxruntime")
     parser.add_argument("--data", default=None, help="dataset (default: the model's)")
+    parser.add_argument("--backends", nargs="+", default=["torch", "onnxruntime", "inductor"],
+                        choices=["torch", "onnxruntime", "inductor"], help="backends to time (default: all three)")
     parser.add_argument("--out", type=Path, default=Path("outputs/bench_demo.json"))
     args = parser.parse_args()
 
@@ -39,7 +41,8 @@ def main() -> None:
         from spikedet.deploy.bench import bench_demo, format_bench
 
         result = bench_demo(
-            args.weights, args.imgsz, args.T, args.frames, args.hold, args.images, args.threads, args.data
+            args.weights, args.imgsz, args.T, args.frames, args.hold, args.images, args.threads, args.data,
+            backends=args.backends,
         )
         print(format_bench(result))
         args.out.parent.mkdir(parents=True, exist_ok=True)

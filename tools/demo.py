@@ -9,7 +9,8 @@
 --stream-state keeps the membrane state from frame to frame and simulates --steps-per-frame steps per frame; the
 read-out averages the last --window steps (default: T), and membranes and max-pools forget old scenes (--leak,
 --pool-decay). The overlay shows boxes, FPS, T, the mean firing rate and a per-layer firing-rate bar chart.
---backend picks the runtime: onnxruntime (default; the graph is exported once and cached) or torch.
+--backend picks the runtime: auto (default: inductor when a C++ compiler is found, else onnxruntime), inductor,
+onnxruntime or torch. The compiled backends build the graph once per model and setting, then load it from the cache.
 """
 from __future__ import annotations
 
@@ -44,11 +45,13 @@ def main() -> None:
     parser.add_argument("--conf", type=float, default=0.25, help="score threshold")
     parser.add_argument("--iou", type=float, default=None, help="NMS IoU threshold (default: the detector family's, 0.7 YOLO, 0.5 SSD)")
     parser.add_argument("--max-frames", type=int, default=None, help="stop after N frames")
-    parser.add_argument("--backend", default="onnxruntime",
-                        help="onnxruntime (default) or torch. onnxruntime runs the detector exported to ONNX: "
-                             "faster on CPU than PyTorch's eager execution of the same network (see BENCHMARKS.md); "
-                             "the first run with a model and settings exports and checks the graph (seconds to a "
-                             "minute), later runs load it from the spikedet cache. torch runs the PyTorch model")
+    parser.add_argument("--backend", default="auto",
+                        help="auto (default), inductor, onnxruntime or torch. inductor compiles the detector ahead "
+                             "of time with PyTorch's AOTInductor (needs a C++ compiler; the fastest on CPU, see "
+                             "BENCHMARKS.md); onnxruntime runs its ONNX export; auto takes inductor when it can and "
+                             "onnxruntime otherwise. The first run with a model and settings compiles and checks the "
+                             "graph (up to a minute), later runs load it from the spikedet cache. torch runs the "
+                             "PyTorch model eagerly")
     args = parser.parse_args()
 
     def job() -> None:

@@ -1,4 +1,5 @@
-"""Deployment: the live demo (camera, video, stream), streaming read-outs, and ONNX export checked with onnxruntime."""
+"""Deployment: the live demo (camera, video, stream) on eager, onnxruntime or AOTInductor backends, streaming
+read-outs, and ONNX export checked with onnxruntime."""
 from .demo import DemoSummary, process_video, run_demo
 from .detector import AnnDetector, FrameDetector, SpikingDetector, StreamingDetector, load_model, make_detector
 from .video import SourceError, VideoSource, fit_frame, make_video

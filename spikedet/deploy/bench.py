@@ -4,6 +4,7 @@ from __future__ import annotations
 import copy
 import platform
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -14,17 +15,19 @@ from ..checkpoint import CheckpointError
 from ..data import default_splits, load_dataset
 from ..engine.evaluate import check_classes
 from ..engine.inference import letterbox, to_tensor
+from ..spiking.bench import time_ms
+from .backends import GraphSpikingDetector, make_backend_detector
 from .demo import check_imgsz, process_video
-from .detector import FrameDetector, load_model, make_detector, resolve_weights
-from .onnx_export import UnrolledSNN, onnx_latency
-from .ort_backend import OrtSpikingDetector, make_ort_detector
+from .detector import FrameDetector, load_model, resolve_weights
+from .onnx_export import UnrolledSNN
 from .stream_eval import format_stream_accuracy, stream_accuracy
 from .video import VideoSource, make_video
 
-__all__ = ["TARGET_FPS", "bench_demo", "format_bench"]
+__all__ = ["TARGET_FPS", "BENCH_BACKENDS", "bench_demo", "format_bench"]
 
 # The issue's targets on 2 CPU cores at 320 px.
 TARGET_FPS = {"SNN T": 15.0, "SNN stream": 40.0}
+BENCH_BACKENDS = ("torch", "onnxruntime", "inductor")
 
 
 def _first_frame(video: Path, imgsz: int) -> torch.Tensor:
@@ -49,12 +52,10 @@ def _throughput(
 
 
 def _detectors(path: Path, network: Any, backend: str, imgsz: int, timesteps: int) -> list[FrameDetector]:
-    """The ANN (for an ANN checkpoint), the SNN at T per frame and the stream, on one backend (onnxruntime
-    graphs come from the cache, exported and checked on first use)."""
+    """The ANN (for an ANN checkpoint), the SNN at T per frame and the stream, on one backend (compiled graphs
+    come from the cache, compiled and checked on first use)."""
     def build(model: Any, **settings: Any) -> FrameDetector:
-        if backend == "onnxruntime":
-            return make_ort_detector(model, imgsz, timesteps, **settings)
-        return make_detector(model, timesteps, **settings)
+        return make_backend_detector(model, imgsz, timesteps, backend=backend, **settings)
 
     detectors = [build(network), build(network, stream_state=True)]
     try:
@@ -62,6 +63,16 @@ def _detectors(path: Path, network: Any, backend: str, imgsz: int, timesteps: in
     except CheckpointError:  # an SNN checkpoint: no ANN to compare with
         pass
     return detectors
+
+
+def _latency(compiled: dict[str, GraphSpikingDetector], module: UnrolledSNN, image: torch.Tensor,
+             repeats: int = 10) -> dict[str, float]:
+    """Median milliseconds per image of the unrolled graph on each compiled backend and of ``module`` (the
+    same network in PyTorch), timed in turns so that load changes hit all alike."""
+    runs = [lambda d=d: d.runner(image) for d in compiled.values()]
+    with torch.no_grad():
+        times = time_ms(*runs, lambda: module(image), warmup=2, repeats=repeats)
+    return {f"{name}_ms": t["median"] for name, t in zip([*compiled, "pytorch"], times)}
 
 
 def bench_demo(
@@ -74,10 +85,11 @@ def bench_demo(
     threads: int = 2,
     data: str | None = None,
     warmup: int = 3,
+    backends: Sequence[str] = BENCH_BACKENDS,
 ) -> dict[str, Any]:
     """Demo throughput of the ANN, the SNN at T per frame and the SNN streaming at 1 step per frame (read-out
-    window T), each on the PyTorch and the onnxruntime backend, on a ``frames``-frame video of the evaluation
-    split; onnxruntime vs PyTorch latency of the unrolled T-step graph; and stream-state vs per-frame accuracy
+    window T), each on every backend in ``backends``, on a ``frames``-frame video of the evaluation split;
+    the compiled backends' latency of the unrolled T-step graph against PyTorch's; and stream-state vs per-frame accuracy
     on ``images`` images held ``hold`` frames each (default: the whole split). Uses ``threads`` CPU threads for
     torch and onnxruntime."""
     path = resolve_weights(weights)
@@ -98,14 +110,14 @@ def bench_demo(
     }
     with tempfile.TemporaryDirectory() as tmp:
         video = make_video([records[i % len(records)] for i in range(frames)], Path(tmp) / "throughput.mp4")
-        for backend in ("torch", "onnxruntime"):
-            detectors = _detectors(path, network, backend, imgsz, timesteps)
-            for detector in detectors:
+        unrolled = {}
+        for backend in backends:
+            for detector in _detectors(path, network, backend, imgsz, timesteps):
                 result["throughput"].append(_throughput(video, detector, backend, imgsz, names, warmup))
-        unrolled = next(d for d in detectors if isinstance(d, OrtSpikingDetector))
-        image = _first_frame(video, imgsz)
-        latency = onnx_latency(unrolled.path, UnrolledSNN(network, timesteps), image, threads=threads)
-        result["onnx"] = {"graph": f"snn-unrolled T={timesteps}", **latency}
+                if isinstance(detector, GraphSpikingDetector):
+                    unrolled[backend] = detector
+        result["latency"] = _latency(unrolled, UnrolledSNN(network, timesteps), _first_frame(video, imgsz))
+        result["latency"]["graph"] = f"snn-unrolled T={timesteps}"
     subset = copy.copy(dataset)
     subset.records = records[:images] if images else records
     result["stream_accuracy"] = stream_accuracy(network, subset, imgsz, timesteps, hold, 1)
@@ -126,10 +138,11 @@ def format_bench(result: dict[str, Any]) -> str:
             f"{row['mode']:<36} {row['backend']:<11} {row['fps']:>6.1f} {row['ms_per_frame']:>9.1f} "
             f"{row['stage_ms']['network']:>10.1f} {rate:>9} {target:>7}"
         )
-    onnx = result["onnx"]
+    latency = result["latency"]
+    times = ", ".join(f"{k[:-3]} {v:.1f}" for k, v in latency.items() if k.endswith("_ms"))
     lines += [
         "",
-        f"{onnx['graph']}: onnxruntime {onnx['onnxruntime_ms']:.1f} ms/img, PyTorch {onnx['pytorch_ms']:.1f} ms/img",
+        f"{latency['graph']} latency, ms/img: {times}",
         "",
         format_stream_accuracy(result["stream_accuracy"]),
     ]

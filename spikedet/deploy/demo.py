@@ -16,8 +16,8 @@ from tqdm import tqdm
 from ..engine.inference import letterbox
 from ..models.postprocess import scaled_nms
 from ..models.family import family_of
-from .detector import FrameDetector, check_imgsz, load_model, make_detector
-from .ort_backend import check_backend, make_ort_detector
+from .backends import check_backend, make_backend_detector
+from .detector import FrameDetector, check_imgsz, load_model
 from .overlay import draw_detections, draw_panel, draw_rate_bars
 from .video import SourceError, VideoSource, open_writer
 
@@ -209,14 +209,15 @@ def run_demo(
     iou: float | None = None,
     max_frames: int | None = None,
     progress: bool = True,
-    backend: str = "onnxruntime",
+    backend: str = "auto",
 ) -> DemoSummary:
     """Open ``source``, load the detector (default: the shipped model converted with qcfs) and run the demo.
 
     ``imgsz`` defaults to the model's training size; stream mode (``window`` default ``timesteps``, ``leak``,
-    ``pool_decay``): see :class:`~spikedet.deploy.detector.StreamingDetector`. ``backend``: ``"onnxruntime"``
-    runs the exported graph (exported and checked against PyTorch on first use, then cached; see
-    :mod:`~spikedet.deploy.ort_backend`), ``"torch"`` the PyTorch model. ``iou`` defaults to the detector
+    ``pool_decay``): see :class:`~spikedet.deploy.detector.StreamingDetector`. ``backend``: ``"inductor"``
+    or ``"onnxruntime"`` run the compiled graph (compiled and checked against PyTorch on first use, then
+    cached; see :mod:`~spikedet.deploy.backends`), ``"auto"`` the first of them that works here, ``"torch"``
+    the PyTorch model. ``iou`` defaults to the detector
     family's NMS IoU (0.7 for YOLO, 0.5 for SSD), the one its evaluation uses.
     """
     check_backend(backend)
@@ -227,9 +228,8 @@ def run_demo(
         names = list(config.get("class_names") or [])
         iou = family_of(model).nms_iou if iou is None else iou
         size = check_imgsz(imgsz or int(config.get("imgsz", 320)))
-        settings = (timesteps, stream_state, steps_per_frame, window, leak, pool_decay)
-        if backend == "onnxruntime":
-            detector = make_ort_detector(model, size, *settings, log=print if progress else None)
-        else:
-            detector = make_detector(model, *settings)
+        detector = make_backend_detector(
+            model, size, timesteps, stream_state, steps_per_frame, window, leak, pool_decay, backend,
+            log=print if progress else None,
+        )
         return process_video(source, detector, size, names, conf, iou, save, show, max_frames, progress, video)

@@ -38,10 +38,11 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import json
 import math
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -65,7 +66,7 @@ from ..spiking.bench import time_ms
 from .detector import check_imgsz, detect_output, forgetting, forgetting_modules, resolve_weights
 
 __all__ = [
-    "DEFAULT_OPSET", "TOLERANCE", "MIN_MATCH", "ExportError", "UnrolledSNN", "SteppedSNN", "AnnGraph",
+    "DEFAULT_OPSET", "TOLERANCE", "MIN_MATCH", "ExportError", "GraphWriter", "UnrolledSNN", "SteppedSNN", "AnnGraph",
     "functional_graph", "export_graph", "export_unrolled", "export_stateful", "export_ann", "graph_metadata",
     "ort_session", "run_stateful", "parity_error", "firing_rates", "onnx_latency", "export_detector",
     "format_export",
@@ -75,6 +76,8 @@ DEFAULT_OPSET = 17
 TOLERANCE = 1e-3
 MIN_MATCH = 0.25
 STATE_IN, STATE_OUT = "state_in.", "state_out."
+# (module, example inputs, path, input names, output names, metadata=...) → the written graph's path
+GraphWriter = Callable[..., Path]
 
 
 class ExportError(ValueError):
@@ -469,7 +472,9 @@ def run_stateful(session: ort.InferenceSession, images: np.ndarray, steps: int) 
 
 def parity_error(got: np.ndarray, ref: np.ndarray, imgsz: int) -> tuple[float, float]:
     """``(max abs difference, max difference with box coordinates in units of the input size)`` of two
-    ``[B, 4 + nc, A]`` Detect outputs."""
+    ``[B, 4 + nc, A]`` Detect outputs; :class:`ExportError` when their shapes differ."""
+    if np.shape(got) != np.shape(ref):
+        raise ExportError(f"the graph's output has shape {list(np.shape(got))}, PyTorch's {list(np.shape(ref))}")
     diff = np.abs(np.asarray(got, dtype=np.float64) - np.asarray(ref, dtype=np.float64))
     return float(diff.max()), float(max(diff[:, :4].max() / imgsz, diff[:, 4:].max(initial=0.0)))
 
@@ -525,13 +530,19 @@ def _parity(graph: str, path: Path, images: list[Pairs], imgsz: int, tol: float,
     }
 
 
+def _writer(opset: int, write: GraphWriter | None) -> GraphWriter:
+    return write or functools.partial(export_graph, opset=opset)
+
+
 def export_unrolled(network: SpikingNetwork, example: torch.Tensor, out: str | Path, timesteps: int,
-                    opset: int = DEFAULT_OPSET, meta: dict | None = None) -> UnrolledSNN:
+                    opset: int = DEFAULT_OPSET, meta: dict | None = None, write: GraphWriter | None = None,
+                    ) -> UnrolledSNN:
     """Write the unrolled T-step graph of ``network`` for inputs shaped like ``example``; returns the module
-    it was traced from (for PyTorch comparisons)."""
+    it was traced from (for PyTorch comparisons). ``write`` replaces the ONNX writer (:func:`export_graph`),
+    e.g. by another backend's compiler with the same arguments."""
     unrolled = UnrolledSNN(network, timesteps)
     unrolled(example)  # caches the Detect anchors for this input size, and the layer sizes, before tracing
-    export_graph(unrolled, [example], out, ["images"], ["output", "spikes"], opset, {"spikedet": {
+    _writer(opset, write)(unrolled, [example], out, ["images"], ["output", "spikes"], metadata={"spikedet": {
         **(meta or {}), "graph": "snn-unrolled", "timesteps": timesteps, "neurons": unrolled.spikes.sizes,
     }})
     return unrolled
@@ -539,7 +550,8 @@ def export_unrolled(network: SpikingNetwork, example: torch.Tensor, out: str | P
 
 def export_stateful(network: SpikingNetwork, example: torch.Tensor, out: str | Path, steps: int = 1,
                     leak: float = 1.0, pool_decay: float = 1.0, reset_input: bool = True,
-                    opset: int = DEFAULT_OPSET, meta: dict | None = None) -> SteppedSNN:
+                    opset: int = DEFAULT_OPSET, meta: dict | None = None, write: GraphWriter | None = None,
+                    ) -> SteppedSNN:
     """Write the stateful graph (see :class:`SteppedSNN` for the arguments); returns the module it was traced
     from (its ``state_names``, ``readout_slots`` and :meth:`~SteppedSNN.initial_state` describe the state)."""
     stepped = SteppedSNN(network, example, steps, leak, pool_decay, reset_input)
@@ -550,25 +562,28 @@ def export_stateful(network: SpikingNetwork, example: torch.Tensor, out: str | P
         "zero tensors and reset=true on the first step, then feed each state_out.* back as state_in.*"
         if reset_input else "the initial state (v0*threshold for v, zeros else) first, then feed each state_out.* back"
     )
-    export_graph(
+    _writer(opset, write)(
         stepped, [example, *([torch.tensor(True)] if reset_input else []), *state], out,
         ["images", *flag, *(STATE_IN + n for n in stepped.state_names)],
-        ["output", "spikes", *(STATE_OUT + n for n in stepped.state_names)], opset,
-        {"spikedet": {
+        ["output", "spikes", *(STATE_OUT + n for n in stepped.state_names)],
+        metadata={"spikedet": {
             **(meta or {}), "graph": "snn-stateful", "steps": stepped.steps, "leak": leak, "pool_decay": pool_decay,
-            "state": stepped.state_names, "neurons": stepped.spikes.sizes, "usage": usage,
+            "state": stepped.state_names, "state_shapes": [list(s) for s in stepped.state_shapes],
+            "neurons": stepped.spikes.sizes, "usage": usage,
         }},
     )
     return stepped
 
 
 def export_ann(model: nn.Module, example: torch.Tensor, out: str | Path, opset: int = DEFAULT_OPSET,
-               meta: dict | None = None) -> AnnGraph:
+               meta: dict | None = None, write: GraphWriter | None = None) -> AnnGraph:
     """Write the BN-folded ANN's graph; returns the module it was traced from."""
     ann = AnnGraph(fold_batchnorm(copy.deepcopy(model)))
     with torch.no_grad():
         ann(example)
-        export_graph(ann, [example], out, ["images"], ["output"], opset, {"spikedet": {**(meta or {}), "graph": "ann"}})
+        _writer(opset, write)(
+            ann, [example], out, ["images"], ["output"], metadata={"spikedet": {**(meta or {}), "graph": "ann"}}
+        )
     return ann
 
 
