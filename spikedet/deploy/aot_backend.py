@@ -34,7 +34,7 @@ _METADATA_KEY = "spikedet"
 
 @contextlib.contextmanager
 def _quiet_compiler() -> Iterator[None]:
-    """The C++ build logs that it found no CUDA runtime (we compile for the CPU): not the user's concern."""
+    """Compiling and loading log that no CUDA runtime was found (we build for the CPU): not the user's concern."""
     logger = logging.getLogger("torch.utils.cpp_extension")
     level = logger.level
     logger.setLevel(logging.ERROR)
@@ -85,7 +85,8 @@ class AotRunner(GraphRunner):
 
     def __init__(self, path: str | Path, threads: int | None = None) -> None:
         super().__init__(path, threads)
-        self.model = torch._inductor.aoti_load_package(str(path))
+        with _quiet_compiler():
+            self.model = torch._inductor.aoti_load_package(str(path))
         stored = self.model.get_metadata()
         if _METADATA_KEY not in stored:
             raise ExportError(f"{path} is not a spikedet graph (no '{_METADATA_KEY}' metadata)")
