@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import sys
-from typing import Callable
+from typing import Any, Callable
 
-__all__ = ["run_cli", "parse_assignments", "parse_timesteps"]
+import yaml
+
+__all__ = ["run_cli", "parse_assignments", "parse_settings", "parse_timesteps"]
 
 
 def parse_timesteps(text: str) -> list[int]:
@@ -20,17 +22,34 @@ def parse_timesteps(text: str) -> list[int]:
     return values
 
 
-def parse_assignments(items: list[str], flag: str) -> dict[str, str]:
-    """Repeated ``KEY=VALUE`` options → a dict; a missing ``=`` or a repeated key is a ValueError."""
+def parse_assignments(items: list[str], flag: str, form: str = "KEY=VALUE") -> dict[str, str]:
+    """Repeated ``KEY=VALUE`` options → a dict; a missing ``=`` or a repeated key is a ValueError (saying
+    ``flag`` expects ``form``)."""
     out: dict[str, str] = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key.strip() or not value.strip():
-            raise ValueError(f"{flag} expects METHOD=VALUE, got '{item}'")
+            raise ValueError(f"{flag} expects {form}, got '{item}'")
         if key.strip() in out:
             raise ValueError(f"{flag} given twice for '{key.strip()}'")
         out[key.strip()] = value.strip()
     return out
+
+
+def _typed(text: str) -> Any:
+    value = yaml.safe_load(text)
+    if isinstance(value, str):
+        try:  # YAML 1.1 reads 1e-4 (no dot) as a string
+            return float(value)
+        except ValueError:
+            return value
+    return value
+
+
+def parse_settings(items: list[str], flag: str) -> dict[str, Any]:
+    """Repeated ``KEY=VALUE`` options with typed values (``8`` → int, ``true`` → bool, ``1e-4`` → float, other
+    text → str)."""
+    return {key: _typed(value) for key, value in parse_assignments(items, flag).items()}
 
 
 def run_cli(job: Callable[[], None]) -> None:

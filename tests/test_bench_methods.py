@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from spikedet.checkpoint import save_checkpoint
-from spikedet.cli import parse_assignments
+from spikedet.cli import parse_assignments, parse_settings
 from spikedet.engine.benchmark import benchmark_methods, format_methods, plot_methods_png
 from spikedet.engine.evaluate import load_ann
 
@@ -36,7 +36,7 @@ def test_an_ann_for_a_method_not_run_is_refused(tiny_yolo_checkpoint: tuple[Path
         benchmark_methods(weights, ["qcfs"], data, [1], imgsz=64, method_weights={"casc": weights})
 
 
-@pytest.mark.parametrize("items, message", [(["casc"], "expects METHOD=VALUE"), (["a=1", "a=2"], "given twice")])
+@pytest.mark.parametrize("items, message", [(["casc"], "--ann expects KEY=VALUE"), (["a=1", "a=2"], "given twice")])
 def test_parse_assignments_errors(items: list[str], message: str) -> None:
     assert parse_assignments(["casc=x.pt", " pascal = y.pt "], "--ann") == {"casc": "x.pt", "pascal": "y.pt"}
     with pytest.raises(ValueError, match=message):
@@ -51,3 +51,9 @@ def test_pascal_reports_its_pipeline_latency(tiny_yolo_checkpoint: tuple[Path, P
     # every neuron layer on the slowest chain costs T + max(T, L) − 1 = 5 steps (L = 4); plus T for the read-out
     assert (pipeline - 2) % 5 == 0 and pipeline > 5 * 10
     assert "| pascal | 2 | 2 | " + str(pipeline) + " |" in format_methods(rows)
+
+
+def test_parse_settings_types_the_values() -> None:
+    settings = parse_settings(["workers=8", "cos_lr=true", "lr0=1e-4", "warmup_epochs=0.5", "optimizer=AdamW"], "--set")
+    assert settings == {"workers": 8, "cos_lr": True, "lr0": 1e-4, "warmup_epochs": 0.5, "optimizer": "AdamW"}
+    assert type(settings["workers"]) is int and type(settings["lr0"]) is float

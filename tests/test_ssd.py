@@ -267,6 +267,9 @@ def test_train_detector_dispatches_and_rejects(kwargs: dict, message: str, tiny_
     [
         (["--model", "ssd_resnet50"], "error: unknown SSD backbone 'resnet50' in 'ssd_resnet50'; available: vgg_slim"),
         (["--model", "yolov8n", "--resume"], "error: --resume is for SSD training"),
+        (["--model", "ssd", "--set", "bogus=1"], "error: unknown SSD training settings ['bogus']"),
+        (["--model", "yolov8n", "--set", "bogus=1"], "error: unknown ultralytics train settings ['bogus']"),
+        (["--set", "workers"], "error: --set expects KEY=VALUE, got 'workers'"),
     ],
 )
 def test_train_tool_rejects_bad_config(args: list[str], message: str, tiny_data: Path, tmp_path: Path) -> None:
@@ -282,7 +285,8 @@ def test_train_tool_rejects_bad_config(args: list[str], message: str, tiny_data:
 def test_train_tool_trains_ssd(tiny_data: Path, tmp_path: Path) -> None:
     proc = subprocess.run(
         [sys.executable, "tools/train_det.py", "--data", str(tiny_data), "--model", "ssd", "--width", "0.25",
-         "--imgsz", "64", "--batch", "8", "--epochs", "1", "--lr0", "1e-3", "--out", str(tmp_path)],
+         "--imgsz", "64", "--batch", "8", "--epochs", "1", "--lr0", "1e-3", "--set", "workers=0",
+         "--set", "val_every=1", "--out", str(tmp_path)],
         cwd=ROOT, capture_output=True, text=True, timeout=300,
     )
     assert proc.returncode == 0, proc.stderr

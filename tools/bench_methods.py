@@ -50,12 +50,13 @@ def main() -> None:
         from spikedet.engine.benchmark import benchmark_methods, format_methods, plot_methods_png, write_json
         from spikedet.engine.evaluate import DEFAULT_WEIGHTS
 
+        method_t = parse_assignments(args.method_T, "--method-T", "METHOD=T[,T...]")
         rows = benchmark_methods(
             args.weights or DEFAULT_WEIGHTS, args.methods.split(","), args.data, parse_timesteps(args.T),
             args.imgsz, args.batch, args.calib_images, args.max_images,
-            method_weights=parse_assignments(args.ann, "--ann"),
-            method_timesteps={k: parse_timesteps(v) for k, v in parse_assignments(args.method_T, "--method-T").items()},
-            method_settings=method_settings(parse_assignments(args.set, "--set")),
+            method_weights=parse_assignments(args.ann, "--ann", "METHOD=PATH"),
+            method_timesteps={k: parse_timesteps(v) for k, v in method_t.items()},
+            method_settings=method_settings(parse_assignments(args.set, "--set", "METHOD.SECTION.NAME=VALUE")),
         )
         print(format_methods(rows))
         png = plot_methods_png(rows, Path(args.out).with_suffix(".png"))

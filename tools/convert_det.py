@@ -40,7 +40,8 @@ def main() -> None:
 
         results = convert_detector(
             args.weights, args.data, args.method, parse_timesteps(args.T), args.out, args.imgsz, args.batch,
-            args.split, args.max_images, args.calib_images, parse_assignments(args.set, "--set"),
+            args.split, args.max_images, args.calib_images,
+            parse_assignments(args.set, "--set", "SECTION.NAME=VALUE"),
         )
         print(format_table(results))
         print(f"results: {Path(args.out) / 'results.json'}  plot: {Path(args.out) / 'map_vs_T.png'}  "

@@ -12,10 +12,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from spikedet.cli import run_cli  # noqa: E402
 
 
-def _extra(lr0: float | None, family: str) -> dict | None:
-    if lr0 is None:
-        return None
-    return {"lr0": lr0, "optimizer": "SGD"} if family == "yolo" else {"lr0": lr0}  # YOLO: "auto" would ignore lr0
+def _extra(lr0: float | None, settings: dict, family: str) -> dict | None:
+    extra = {**({} if lr0 is None else {"lr0": lr0}), **settings}
+    if family == "yolo" and "lr0" in extra:
+        extra.setdefault("optimizer", "SGD")  # ultralytics' "auto" optimizer would ignore lr0
+    return extra or None
 
 
 def main() -> None:
@@ -46,10 +47,16 @@ def main() -> None:
         help="YOLO epoch to export: last, or best by ultralytics' fitness on the eval split (only honest when "
         "that split is a validation set, not the test set)",
     )
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE",
+        help="a trainer setting, repeatable: for YOLO any ultralytics train argument (workers=8, cos_lr=true, "
+        "mosaic=0.5), for SSD lr0, weight_decay, warmup_epochs, workers or val_every (evaluate every N epochs)",
+    )
     parser.add_argument("--out", default="runs/train", help="output folder")
     args = parser.parse_args()
 
     def job() -> None:
+        from spikedet.cli import parse_settings
         from spikedet.engine.levels import parse_levels
         from spikedet.engine.train import train_detector
         from spikedet.models.family import family_for_model
@@ -58,7 +65,7 @@ def main() -> None:
             args.data, args.out, model=args.model, activation=args.activation, levels=parse_levels(args.levels),
             noise_p=args.noise_p, epochs=args.epochs, imgsz=args.imgsz, batch=args.batch, device=args.device,
             init=args.init, width=args.width, depth=args.depth, resume=args.resume, select=args.select,
-            extra=_extra(args.lr0, family_for_model(args.model).name),
+            extra=_extra(args.lr0, parse_settings(args.set, "--set"), family_for_model(args.model).name),
         )
         print(f"checkpoint: {path}")
 

@@ -21,6 +21,7 @@ __all__ = ["match_rounding", "train_yolo"]
 import_ultralytics()
 from ultralytics.models.yolo.detect import DetectionTrainer  # noqa: E402  (after the offline set-up)
 from ultralytics.nn.tasks import load_checkpoint as load_ultralytics_checkpoint  # noqa: E402
+from ultralytics.utils import DEFAULT_CFG_DICT  # noqa: E402
 
 
 class QCFSDetectionTrainer(DetectionTrainer):
@@ -85,6 +86,9 @@ def train_yolo(
     ``quant`` passes further :class:`~spikedet.spiking.quant.QCFS` settings (shift, learn_clip, noise_p,
     clamp_grad); ``extra`` passes further ultralytics train arguments (e.g. ``{"lr0": 1e-4}``).
     """
+    unknown = sorted(set(extra or {}) - set(DEFAULT_CFG_DICT))
+    if unknown:
+        raise ValueError(f"unknown ultralytics train settings {unknown} (the keys of ultralytics' default.yaml)")
     out_dir = Path(out_dir).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     cfg = model_yaml(model, width, depth)
