@@ -18,7 +18,7 @@ from spikedet.engine.convert import convert_detector
 from spikedet.engine.evaluate import build_snn, load_ann, load_snn
 from spikedet.models import SSDQCFS, build_ssd, family_for_model, family_of, get_family, ssd_config, ssd_from_config
 from spikedet.models.ssd_loss import SSDLoss
-from spikedet.models.ssd_train import train_ssd
+from spikedet.engine.ssd_train import train_ssd
 from spikedet.recipes import get_recipe
 from spikedet.spiking import IFNeuron, ReadOut, SpikingMaxPool
 from spikedet.spiking.accounting import SpikeMonitor

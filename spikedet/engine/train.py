@@ -56,7 +56,7 @@ def train_detector(
     :mod:`spikedet.engine.levels`). ``noise_p`` > 0 trains with Dual-Phase's noisy quantization (Phase I). The
     checkpoint lands at ``out/<model>_<activation>[_l<L>].pt`` beside ultralytics' run folder ``out/train``.
     ``model`` picks the detector family: ``ssd`` / ``ssd_<backbone>`` trains with
-    :func:`spikedet.models.ssd_train.train_ssd`, which also takes ``resume``. ``select``: which YOLO epoch is
+    :func:`spikedet.engine.ssd_train.train_ssd`, which also takes ``resume``. ``select``: which YOLO epoch is
     exported, ``"last"`` or ``"best"`` (ultralytics' fitness on the eval split: a choice made on the data the
     model is then evaluated on, so only for a split that is a true validation set).
     """

@@ -223,6 +223,6 @@ register_family(DetectorFamily(
     from_config=ssd_from_config,
     readouts=ssd_readouts,
     analog=ssd_analog,
-    trainer="spikedet.models.ssd_train:train_ssd",
+    trainer="spikedet.engine.ssd_train:train_ssd",
     nms_iou=0.5,  # SSD's usual NMS IoU (0.45-0.5); its anchors overlap more densely than YOLO's grid
 ))

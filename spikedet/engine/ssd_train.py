@@ -26,10 +26,10 @@ from ..checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from ..data import default_splits, load_dataset
 from ..data.augment import apply_transform, train_transform
 from ..data.records import DatasetError, DetectionDataset
-from ..engine.evaluate import evaluate_ann
+from ..models.ssd import SSDQCFS, build_ssd, ssd_backbone_name, ssd_config
+from ..models.ssd_loss import SSDLoss
 from ..spiking.quant import TRAINING_ACTIVATIONS
-from .ssd import SSDQCFS, build_ssd, ssd_backbone_name, ssd_config
-from .ssd_loss import SSDLoss
+from .evaluate import evaluate_ann
 
 __all__ = ["AugmentedDetections", "collate", "resolve_device", "train_ssd"]
 
