@@ -111,7 +111,7 @@ class SpikeMonitor:
                 return
             if name == next(iter(self.neurons)):
                 self.images += ctx.batch
-            per_step = (output.reshape(ctx.steps, -1).abs().sum(1) / module.threshold).double().tolist()
+            per_step = module.step_spikes.double().tolist()  # counted by the neuron itself while recording
             counts = self.spikes.setdefault(name, [])
             if len(counts) < len(per_step):
                 counts += [0.0] * (len(per_step) - len(counts))

@@ -25,13 +25,16 @@ class SpikingNeuron(StatefulModule):
         super().__init__()
         self.register_buffer("threshold", torch.as_tensor(threshold, dtype=torch.float32).clone())
         self.register_buffer("v0", torch.as_tensor(v0, dtype=torch.float32).clone())
-        # statistics, filled when ctx.record is set
+        # statistics, filled when ctx.record is set: running totals, and the last call's spikes per step
+        # (summed over the batch), which SpikeMonitor reads instead of counting the output again
         self.spike_count = 0.0
         self.neuron_steps = 0
+        self.step_spikes: torch.Tensor | None = None
 
     def reset_stats(self) -> None:
         self.spike_count = 0.0
         self.neuron_steps = 0
+        self.step_spikes = None
 
     def _init_state(self, shape: torch.Size, like: torch.Tensor) -> None:
         self.v = (self.v0 * self.threshold).to(like.dtype).expand(shape).clone()
@@ -49,7 +52,9 @@ class SpikingNeuron(StatefulModule):
             self._init_state(shape, x)
         out = self._run(x, steps, constant_steps is not None)
         if self.ctx.record:
-            self.spike_count += float(out.abs().sum() / self.threshold)
+            # Σ|out| per step in one pass (an L1 norm; signed neurons emit −θ too), in units of θ
+            self.step_spikes = torch.linalg.vector_norm(out.reshape(steps, -1), ord=1, dim=1) / self.threshold
+            self.spike_count += float(self.step_spikes.sum())
             self.neuron_steps += out.numel()
         return out
 
