@@ -153,6 +153,22 @@ def test_fine_tune_from_checkpoint(tiny_ann: Path, tiny_data: Path, tmp_path: Pa
     assert load_checkpoint(path)[0]["init"] == str(silu)
 
 
+def test_fine_tune_keeps_ultralytics_bias_warmup_off(tiny_ann: Path, tiny_data: Path, tmp_path: Path) -> None:
+    """With SGD (what an explicit lr0 selects), a fine-tune's biases warm up from lr0, not from ultralytics' 0.1
+    (kept when training from scratch); an explicit setting still wins."""
+    from spikedet.data import export_ultralytics, load_dataset
+    from spikedet.models.yolo_train import train_yolo
+
+    data_yaml = export_ultralytics(load_dataset(tiny_data, "train"), load_dataset(tiny_data, "val"))
+    tiny = {"width": 0.0625, "depth": 0.33, "imgsz": 64, "batch": 8, "epochs": 1}
+    _, scratch = train_yolo(data_yaml, tmp_path / "scratch", extra={"lr0": 0.01, "optimizer": "SGD"}, **tiny)
+    _, tuned = train_yolo(data_yaml, tmp_path / "ft", init=tiny_ann, extra={"lr0": 1e-4, "optimizer": "SGD"}, **tiny)
+    chosen_extra = {"warmup_bias_lr": 0.05, "optimizer": "SGD"}
+    _, chosen = train_yolo(data_yaml, tmp_path / "set", init=tiny_ann, extra=chosen_extra, **tiny)
+    assert scratch.args.warmup_bias_lr == 0.1 and tuned.args.warmup_bias_lr == 1e-4
+    assert chosen.args.warmup_bias_lr == 0.05
+
+
 def test_ultralytics_validator_and_predictor_accept_ann_and_snn(tiny_ann: Path, tiny_data: Path) -> None:
     """The QCFS model is a plain ultralytics DetectionModel; the converted one poses as one for the validator."""
     from spikedet.data import export_ultralytics, load_dataset

@@ -84,7 +84,8 @@ def train_yolo(
 
     ``data_yaml`` is an ultralytics dataset yaml with absolute paths (see ``spikedet.data.export_ultralytics``).
     ``quant`` passes further :class:`~spikedet.spiking.quant.QCFS` settings (shift, learn_clip, noise_p,
-    clamp_grad); ``extra`` passes further ultralytics train arguments (e.g. ``{"lr0": 1e-4}``).
+    clamp_grad); ``extra`` passes further ultralytics train arguments (e.g. ``{"lr0": 1e-4}``). With ``init``
+    the biases warm up from ``lr0`` rather than ultralytics' 0.1, unless ``extra`` sets ``warmup_bias_lr``.
     """
     unknown = sorted(set(extra or {}) - set(DEFAULT_CFG_DICT))
     if unknown:
@@ -108,6 +109,10 @@ def train_yolo(
         "plots": font_available(), "workers": 0 if on_cpu else 8, "pretrained": False, "verbose": False,
     }
     overrides.update(extra or {})
+    if init and "warmup_bias_lr" not in overrides:
+        # a fine-tune starts from trained biases; ultralytics' bias warm-up from 0.1 (meant for training from
+        # scratch at lr0 = 0.01) would throw them away in the first hundred iterations
+        overrides["warmup_bias_lr"] = overrides.get("lr0", DEFAULT_CFG_DICT["lr0"])
     trainer = QCFSDetectionTrainer(overrides=overrides)
     trainer.train()
     return out_dir / "train", trainer
