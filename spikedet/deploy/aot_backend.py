@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from ..spiking import StatefulModule
-from .backends import GraphRunner, cxx_compiler
+from .runner import GraphRunner, cxx_compiler
 from .onnx_export import ExportError, functional_graph
 
 __all__ = ["compile_graph", "AotRunner"]

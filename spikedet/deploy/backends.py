@@ -29,7 +29,6 @@ import json
 import math
 import os
 import re
-import shutil
 from collections import deque
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -41,14 +40,17 @@ from torch import nn
 
 from ..env import cache_dir
 from ..spiking import ReadOut, SpikingNetwork, SpikingNeuron, check_timesteps
+from .aot_backend import AotRunner
 from .detector import FrameDetector, make_detector, window_sum
 from .onnx_export import (
-    DEFAULT_OPSET, MIN_MATCH, TOLERANCE, ExportError, GraphWriter, export_ann, export_stateful, export_unrolled,
+    DEFAULT_OPSET, MIN_MATCH, TOLERANCE, ExportError, export_ann, export_stateful, export_unrolled,
     firing_rates, parity_error,
 )
+from .ort_backend import OrtRunner
+from .runner import GraphRunner, cxx_compiler
 
 __all__ = [
-    "BACKENDS", "check_backend", "cxx_compiler", "resolve_backend", "model_digest", "cached_graph", "GraphRunner",
+    "BACKENDS", "check_backend", "cxx_compiler", "resolve_backend", "model_digest", "cached_graph",
     "GraphAnnDetector", "GraphSpikingDetector", "GraphStreamingDetector", "check_detector", "make_graph_detector", "make_backend_detector",
 ]
 
@@ -61,15 +63,6 @@ def check_backend(backend: str) -> str:
     if backend not in BACKENDS:
         raise ValueError(f"--backend must be one of {', '.join(BACKENDS)}, got '{backend}'")
     return backend
-
-
-def cxx_compiler() -> str | None:
-    """The path of the C++ compiler AOTInductor would use (its ``cpp.cxx`` setting: ``$CXX`` when torch was
-    imported, else ``g++``), or None when there is none."""
-    from torch._inductor import config
-
-    names = config.cpp.cxx if isinstance(config.cpp.cxx, (list, tuple)) else (config.cpp.cxx,)
-    return next((found for found in map(shutil.which, filter(None, names)) if found), None)
 
 
 def resolve_backend(backend: str) -> str:
@@ -112,24 +105,6 @@ def cached_graph(
     finally:
         partial.unlink(missing_ok=True)
     return path, True
-
-
-class GraphRunner:
-    """A compiled graph: ``runner(*inputs)`` → its outputs, all tensors; ``metadata`` is the ``spikedet``
-    metadata written with it (graph kind, neurons per layer, state names, ...)."""
-
-    backend = "graph"
-    suffix = ""
-    # the cache key's extra settings: what else the compiled file depends on
-    settings: dict[str, Any] = {}
-    write: GraphWriter
-
-    def __init__(self, path: str | Path, threads: int | None = None) -> None:
-        self.path = Path(path)
-        self.metadata: dict[str, Any] = {}
-
-    def __call__(self, *inputs: torch.Tensor) -> list[torch.Tensor]:
-        raise NotImplementedError
 
 
 class GraphAnnDetector(FrameDetector):
@@ -266,15 +241,10 @@ def check_detector(
 
 
 def _runner_class(backend: str) -> type[GraphRunner]:
-    if backend == "inductor":
-        from .aot_backend import AotRunner
-
-        return AotRunner
-    if backend == "onnxruntime":
-        from .ort_backend import OrtRunner
-
-        return OrtRunner
-    raise ValueError(f"no compiled graphs for the '{backend}' backend (compiled: inductor, onnxruntime)")
+    runners = {"inductor": AotRunner, "onnxruntime": OrtRunner}
+    if backend not in runners:
+        raise ValueError(f"no compiled graphs for the '{backend}' backend (compiled: {', '.join(runners)})")
+    return runners[backend]
 
 
 def make_graph_detector(

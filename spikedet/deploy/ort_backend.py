@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .backends import GraphRunner
+from .runner import GraphRunner
 from .onnx_export import STATE_IN, STATE_OUT, ExportError, export_graph, graph_metadata, ort_session
 
 __all__ = ["OrtRunner"]
