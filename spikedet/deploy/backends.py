@@ -51,7 +51,8 @@ from .runner import GraphRunner, cxx_compiler
 
 __all__ = [
     "BACKENDS", "check_backend", "cxx_compiler", "resolve_backend", "model_digest", "cached_graph",
-    "GraphAnnDetector", "GraphSpikingDetector", "GraphStreamingDetector", "check_detector", "make_graph_detector", "make_backend_detector",
+    "GraphAnnDetector", "GraphSpikingDetector", "GraphStreamingDetector", "check_detector", "make_graph_detector",
+    "make_backend_detector",
 ]
 
 BACKENDS = ("auto", "inductor", "onnxruntime", "torch")
@@ -166,9 +167,11 @@ class GraphStreamingDetector(_GraphSpiking):
         self.steps, self.window = steps, window
         names = runner.metadata["state"]
         self._initial = [self._initial_value(network, name, shape) for name, shape in zip(names, self._shapes(names))]
+        located = [_module_name(name) for name in names]
+        # (running sum, step count) state indices of each read-out: its state attributes come in that order
         self._readouts = [
-            (k, k + 1) for k, name in enumerate(names)
-            if _module_name(name)[1] == "total" and isinstance(network.net.get_submodule(_module_name(name)[0]), ReadOut)
+            (k, k + 1) for k, (module, attr) in enumerate(located)
+            if attr == "total" and isinstance(network.net.get_submodule(module), ReadOut)
         ]
         self._past: deque[list[torch.Tensor]] = deque(maxlen=window // steps - 1 if window else 0)
         span = f"window {window}" if window else "running mean"
