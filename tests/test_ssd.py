@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from spikedet.checkpoint import CheckpointError, load_checkpoint
-from spikedet.data import generate_synthetic
+from spikedet.data import generate_synthetic, load_dataset
 from spikedet.engine.coco_eval import evaluate_checkpoint
 from spikedet.engine.convert import convert_detector
 from spikedet.engine.evaluate import build_snn, load_ann, load_snn
@@ -324,3 +324,21 @@ def test_demo_runs_the_ssd_with_its_own_nms_iou(tiny_ssd: Path, tiny_data: Path,
     summary = demo.run_demo(str(video), tiny_ssd, timesteps=2, imgsz=64, show=False, progress=False, backend="torch")
     assert seen["iou"] == get_family("ssd").nms_iou == 0.5
     assert summary.frames == len(frames)
+
+
+@pytest.mark.parametrize("settings", [{"timesteps": 2}, {"stream_state": True}], ids=["T2", "stream"])
+def test_inductor_backend_runs_the_ssd(settings: dict, tiny_ssd: Path, tiny_data: Path) -> None:
+    """The compiled demo backend takes the SSD family as it takes YOLO: PyTorch's outputs, frame after frame."""
+    from spikedet.deploy.backends import cxx_compiler, make_graph_detector
+    from spikedet.deploy.detector import load_model, make_detector
+    from spikedet.deploy.onnx_export import MIN_MATCH, TOLERANCE, parity_error
+    from spikedet.engine.inference import image_batches
+
+    if cxx_compiler() is None:
+        pytest.skip("the inductor backend needs a C++ compiler (g++ or clang++)")
+    network, _ = load_model(tiny_ssd)
+    compiled = make_graph_detector(network, 64, backend="inductor", **settings)
+    reference = make_detector(network, **settings)
+    images = [x for x, _ in image_batches(load_dataset(tiny_data, "val").records, 64, 1)]
+    errors = [parity_error(compiled(x).numpy(), reference(x).numpy(), 64)[1] for x in images]
+    assert sum(e <= TOLERANCE for e in errors) >= max(1, MIN_MATCH * len(images)), errors
