@@ -306,6 +306,38 @@ def test_auto_backend_falls_back_when_the_compile_fails(tiny_yolo_checkpoint, mo
     assert messages[-1].endswith("; using onnxruntime instead")
 
 
+def test_auto_backend_ends_on_torch_when_no_graph_reproduces_it(tiny_yolo_checkpoint, monkeypatch) -> None:
+    """A network no compiled graph reproduces (CASC's threshold ties): auto steps down to PyTorch, saying so;
+    a compiled backend asked for by name fails with one line that names the way out."""
+    from spikedet.deploy import backends
+
+    network, _ = load_model(tiny_yolo_checkpoint[0])
+    tried = []
+
+    def unfaithful(*args, backend: str, **kwargs):
+        tried.append(backend)
+        raise ExportError(f"the {backend} SNN T=2 graph does not reproduce PyTorch (0/4 frames match within 0.001)")
+
+    monkeypatch.setattr(backends, "make_graph_detector", unfaithful)
+    monkeypatch.setattr(backends, "cxx_compiler", lambda: "/usr/bin/g++")
+    messages: list[str] = []
+    detector = make_backend_detector(network, 64, timesteps=2, backend="auto", log=messages.append)
+    assert isinstance(detector, SpikingDetector) and tried == ["inductor", "onnxruntime"]
+    assert [m.rsplit("; ", 1)[1] for m in messages] == ["using onnxruntime instead", "using torch instead"]
+    with pytest.raises(ExportError, match=r"frames match within 0.001\); --backend torch runs the PyTorch model$"):
+        make_backend_detector(network, 64, timesteps=2, backend="onnxruntime")
+
+
+def test_layer_sequential_network_has_no_stream_mode(tiny_yolo_checkpoint) -> None:
+    from spikedet.engine.evaluate import build_snn, load_ann
+    from spikedet.recipes import get_recipe
+
+    pascal = build_snn(load_ann(tiny_yolo_checkpoint[0])[0], get_recipe("pascal"))
+    with pytest.raises(ValueError, match="but PascalNeuron integrates each frame's whole input before firing"):
+        make_backend_detector(pascal, 64, stream_state=True, backend="auto")
+    assert make_detector(pascal, timesteps=2).label == "SNN T=2"  # per frame it runs
+
+
 def test_bad_backend_fails_with_one_line(video: Path) -> None:
     proc = subprocess.run(
         [sys.executable, "tools/demo.py", "--source", str(video), "--no-show", "--backend", "tensorflow"], cwd=ROOT,

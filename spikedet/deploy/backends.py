@@ -238,7 +238,7 @@ def check_detector(
     if matched < max(1, math.ceil(min_match * len(frames))):
         raise ExportError(
             f"the {backend} {got.label} graph does not reproduce PyTorch ({matched}/{len(frames)} frames match "
-            f"within {tolerance:g}); run with --backend torch"
+            f"within {tolerance:g})"
         )
     return matched, len(frames)
 
@@ -307,17 +307,26 @@ def make_backend_detector(
     window: int | None = None, leak: float = 0.25, pool_decay: float = 0.5, backend: str = "auto",
     log: Callable[[str], Any] | None = None,
 ) -> FrameDetector:
-    """The detector on ``backend``: ``torch`` (eager), a compiled one, or ``auto`` (inductor with a C++
-    compiler, falling back to onnxruntime, with a line to ``log``, when there is none or the compile fails)."""
-    chosen = resolve_backend(backend)
+    """The detector on ``backend``: ``torch`` (eager), a compiled one, or ``auto``: inductor when a C++ compiler
+    is found, else (or when its graph fails to compile or to reproduce PyTorch) onnxruntime, else PyTorch, each
+    step down said in a line to ``log``. Some networks cannot be compiled faithfully: CASC's consistent neurons
+    sit exactly on their thresholds so often that a change in float32 rounding (another runtime, or PyTorch
+    itself with another memory layout) changes most spikes."""
     settings = (timesteps, stream_state, steps_per_frame, window, leak, pool_decay)
+    chosen = resolve_backend(backend)
     if chosen == "torch":
         return make_detector(model, *settings)
-    try:
-        return make_graph_detector(model, imgsz, *settings, log=log, backend=chosen)
-    except ExportError as err:
-        if backend != "auto" or chosen == "onnxruntime":
-            raise
-        if log:
-            log(f"{err}; using onnxruntime instead")
-        return make_graph_detector(model, imgsz, *settings, log=log, backend="onnxruntime")
+    if backend != "auto":
+        try:
+            return make_graph_detector(model, imgsz, *settings, log=log, backend=chosen)
+        except ExportError as err:
+            raise ExportError(f"{err}; --backend torch runs the PyTorch model") from None
+    make_detector(model, *settings)  # the settings' own errors first, not as a failed compile
+    candidates = ["inductor", "onnxruntime"] if chosen == "inductor" else ["onnxruntime"]
+    for name, fallback in zip(candidates, [*candidates[1:], "torch"]):
+        try:
+            return make_graph_detector(model, imgsz, *settings, log=log, backend=name)
+        except ExportError as err:
+            if log:
+                log(f"{err}; using {fallback} instead")
+    return make_detector(model, *settings)

@@ -190,6 +190,14 @@ class StreamingDetector(_SpikingBase):
         self, network: SpikingNetwork, steps: int = 1, window: int | None = 4, leak: float = 0.25,
         pool_decay: float = 0.5,
     ) -> None:
+        sequential = sorted({type(m).__name__ for m in network.net.modules() if isinstance(m, SpikingNeuron)
+                             and not m.online})
+        if sequential:
+            raise ValueError(
+                f"--stream-state carries membranes over from frame to frame, but {', '.join(sequential)} "
+                "integrates each frame's whole input before firing (layer-sequential): run it per frame, "
+                "without --stream-state"
+            )
         super().__init__(network)
         self.steps = check_timesteps(steps)[0]
         self.window = window or None

@@ -20,6 +20,8 @@ class SpikingNeuron(StatefulModule):
 
     state_attrs = ("v",)
     v: torch.Tensor | None
+    # fires as its input arrives, so a simulation can stop or continue at any step (False: layer-sequential)
+    online = True
 
     def __init__(self, threshold: float | torch.Tensor, v0: float | torch.Tensor = 0.5) -> None:
         super().__init__()
@@ -152,6 +154,8 @@ class COSNeuron(IFNeuron):
 class PascalNeuron(SpikingNeuron):
     """PASCAL's spike-accumulation neuron: integrates the whole input sequence, then emits the QCFS value of
     its mean exactly (front-loaded). Layer-sequential: an output exists only after all T input steps."""
+
+    online = False
 
     def __init__(
         self, threshold: float | torch.Tensor, levels: int, v0: float | torch.Tensor = 0.5, tol: float = 8e-5
