@@ -139,3 +139,10 @@ def test_parity_error_scales_boxes_and_rejects_other_shapes() -> None:
     assert parity_error(got, ref, 64) == (32.0, 0.5)
     with pytest.raises(ExportError, match=r"output has shape \[6, 5\], PyTorch's \[1, 6, 5\]"):
         parity_error(got[0], ref, 64)
+
+
+def test_cos_exports(tiny_yolo_checkpoint, tmp_path: Path) -> None:
+    """COS's pre-run combines masks with an And, which opset 17 has only as the logical And."""
+    report = export_detector(tiny_yolo_checkpoint[0], tmp_path / "cos.onnx", timesteps=T, images=2, method="cos",
+                             with_ann=False)
+    assert report["ok"] and report["graphs"][0]["checker"], report

@@ -301,6 +301,10 @@ _ONNX_OPS = {
     _aten.lift_fresh_copy.default: torch.clone,
     _aten.copy.default: lambda dst, src, non_blocking=False: src.to(dst.dtype).expand_as(dst).clone(),
     _aten._softmax.default: lambda x, dim, half_to_float: torch.softmax(x, dim),
+    # opset 17 has no BitwiseAnd; on masks it is the logical And every opset has
+    _aten.bitwise_and.Tensor: lambda a, b: (
+        torch.logical_and(a, b) if a.dtype == b.dtype == torch.bool else torch.bitwise_and(a, b)
+    ),
     _aten.upsample_nearest2d.default: lambda x, size, *_: nn.functional.interpolate(x, size=list(size), mode="nearest"),
 }
 
@@ -427,7 +431,8 @@ def export_graph(
     model = onnx.load(str(path))
     missing = [n for n in input_names if n not in {i.name for i in model.graph.input}]
     if missing:
-        raise ExportError(f"the exported graph does not use its inputs {missing}: they were traced as constants")
+        shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
+        raise ExportError(f"the exported graph does not use its inputs {shown}: they were traced as constants")
     for key, value in (metadata or {}).items():
         model.metadata_props.add(key=key, value=value if isinstance(value, str) else json.dumps(value))
     try:
