@@ -328,14 +328,16 @@ def test_auto_backend_ends_on_torch_when_no_graph_reproduces_it(tiny_yolo_checkp
         make_backend_detector(network, 64, timesteps=2, backend="onnxruntime")
 
 
-def test_layer_sequential_network_has_no_stream_mode(tiny_yolo_checkpoint) -> None:
+def test_networks_that_restart_from_each_input_have_no_stream_mode(tiny_yolo_checkpoint) -> None:
     from spikedet.engine.evaluate import build_snn, load_ann
     from spikedet.recipes import get_recipe
 
     pascal = build_snn(load_ann(tiny_yolo_checkpoint[0])[0], get_recipe("pascal"))
-    with pytest.raises(ValueError, match="but PascalNeuron integrates each frame's whole input before firing"):
-        make_backend_detector(pascal, 64, stream_state=True, backend="auto")
-    assert make_detector(pascal, timesteps=2).label == "SNN T=2"  # per frame it runs
+    cos = build_snn(load_ann(tiny_yolo_checkpoint[0])[0], get_recipe("cos"))
+    for network, neuron in ((pascal, "PascalNeuron"), (cos, "COSNeuron")):
+        with pytest.raises(ValueError, match=f"but {neuron} starts every run from its whole input"):
+            make_backend_detector(network, 64, stream_state=True, backend="auto")
+        assert make_detector(network, timesteps=2).label == "SNN T=2"  # per frame it runs
 
 
 def test_bad_backend_fails_with_one_line(video: Path) -> None:

@@ -195,8 +195,8 @@ class StreamingDetector(_SpikingBase):
         if sequential:
             raise ValueError(
                 f"--stream-state carries membranes over from frame to frame, but {', '.join(sequential)} "
-                "integrates each frame's whole input before firing (layer-sequential): run it per frame, "
-                "without --stream-state"
+                "starts every run from its whole input (PASCAL integrates it before firing, COS pre-runs it): "
+                "run it per frame, without --stream-state"
             )
         super().__init__(network)
         self.steps = check_timesteps(steps)[0]

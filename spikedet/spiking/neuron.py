@@ -20,7 +20,8 @@ class SpikingNeuron(StatefulModule):
 
     state_attrs = ("v",)
     v: torch.Tensor | None
-    # fires as its input arrives, so a simulation can stop or continue at any step (False: layer-sequential)
+    # fires as its input arrives, so a simulation can stop or continue at any step; False for neurons that
+    # start each run from its whole input (PASCAL integrates it first, COS pre-runs it to set its potentials)
     online = True
 
     def __init__(self, threshold: float | torch.Tensor, v0: float | torch.Tensor = 0.5) -> None:
@@ -133,6 +134,8 @@ class COSNeuron(IFNeuron):
     The pre-run uses the first ``min(rho, T)`` steps of the same input the layer then integrates, so it adds
     latency (``rho`` steps, reported by the schedule) but no synaptic operations. Sleep steps are not supported.
     """
+
+    online = False
 
     def __init__(self, threshold: float | torch.Tensor, v0: float | torch.Tensor = 0.5, rho: int = 4) -> None:
         super().__init__(threshold, v0)
