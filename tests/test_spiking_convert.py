@@ -277,6 +277,16 @@ def test_streaming_equals_forward(image):
     torch.testing.assert_close(snn.stream(image, 3), snn(image, steps), rtol=0, atol=1e-12)
 
 
+@pytest.mark.parametrize("neuron, name", [("pascal", "PascalNeuron"), ("cos", "COSNeuron")])
+def test_stream_refuses_neurons_that_restart_from_the_input(image, neuron: str, name: str):
+    """PASCAL and COS start each run from its whole input: continuing a run would silently restart it."""
+    snn = snn_of(small_detector(), neuron=neuron)
+    assert snn.restarting_neurons() == [name] and snn_of(small_detector()).restarting_neurons() == []
+    snn(image, 4)  # a run from reset works
+    with pytest.raises(ValueError, match=f"^{name} start every run afresh: stream\\(\\) cannot continue it$"):
+        snn.stream(image, 1)
+
+
 # ---------------------------------------------------------------- errors
 
 

@@ -190,8 +190,7 @@ class StreamingDetector(_SpikingBase):
         self, network: SpikingNetwork, steps: int = 1, window: int | None = 4, leak: float = 0.25,
         pool_decay: float = 0.5,
     ) -> None:
-        sequential = sorted({type(m).__name__ for m in network.net.modules() if isinstance(m, SpikingNeuron)
-                             and not m.online})
+        sequential = network.restarting_neurons()
         if sequential:
             raise ValueError(
                 f"--stream-state carries membranes over from frame to frame, but {', '.join(sequential)} "

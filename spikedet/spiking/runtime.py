@@ -16,6 +16,7 @@ from torch import nn
 from .context import SimContext
 from .convert import is_analog, spiking_modules
 from .layer import ReadOut
+from .neuron import SpikingNeuron
 from .schedule import OnlineSchedule, Schedule
 
 __all__ = ["SpikingNetwork", "check_timesteps", "select_step"]
@@ -69,6 +70,7 @@ class SpikingNetwork(nn.Module):
         for module in self.stateful:
             module.ctx = self.ctx
         self._sleep_hooks: list[Any] | None = None
+        self._restarting: list[str] | None = None  # restarting_neurons(), found on the first stream()
 
     def reset(self) -> None:
         """Clear all membrane potentials and running read-outs."""
@@ -120,10 +122,19 @@ class SpikingNetwork(nn.Module):
         """Output after ``timesteps`` effective steps, starting from a reset state."""
         return self.anytime(x, [timesteps])[check_timesteps(timesteps)[0]]
 
+    def restarting_neurons(self) -> list[str]:
+        """The neuron types that start every run from its whole input instead of firing as it arrives (see
+        :attr:`SpikingNeuron.online`): a network holding any cannot continue a simulation with :meth:`stream`."""
+        return sorted({type(m).__name__ for m in self.net.modules() if isinstance(m, SpikingNeuron) and not m.online})
+
     @torch.no_grad()
     def stream(self, x: torch.Tensor, steps: int = 1) -> Any:
         """Continue the simulation for ``steps`` more steps without resetting (state carries over)."""
         check_timesteps(steps)
+        if self._restarting is None:
+            self._restarting = self.restarting_neurons()
+        if self._restarting:
+            raise ValueError(f"{', '.join(self._restarting)} start every run afresh: stream() cannot continue it")
         out = self._simulate(x, [True] * steps, record=self.ctx.record)
         return select_step(out, steps, x.shape[0], steps - 1)
 
