@@ -340,6 +340,25 @@ def test_networks_that_restart_from_each_input_have_no_stream_mode(tiny_yolo_che
         assert make_detector(network, timesteps=2).label == "SNN T=2"  # per frame it runs
 
 
+def test_demo_converts_with_the_chosen_method(tiny_yolo_checkpoint, video: Path, tmp_path: Path) -> None:
+    from spikedet.checkpoint import CheckpointError, save_checkpoint
+    from spikedet.recipes import get_recipe
+
+    weights = tiny_yolo_checkpoint[0]
+    summary = run_demo(str(video), weights, timesteps=2, imgsz=64, show=False, conf=CONF, max_frames=3,
+                       progress=False, backend="torch", method="pascal")
+    assert summary.frames == 3 and summary.mode == "SNN T=2" and summary.error is None
+    network, config = load_model(weights, method="casc")
+    assert {type(m).__name__ for m in network.net.modules() if isinstance(m, SpikingNeuron)} == {"CIFNeuron"}
+    with pytest.raises(ValueError, match=r"^--method dual_phase calibrates on data: convert first"):
+        load_model(weights, method="dual_phase")
+    snn = tmp_path / "snn.pt"
+    save_checkpoint(snn, network.net, "snn", dict(config, recipe=get_recipe("casc").to_dict()))
+    assert load_model(snn)[0].schedule == network.schedule  # stored as converted
+    with pytest.raises(CheckpointError, match="holds an SNN converted with casc; --method applies to ANN checkpoints"):
+        load_model(snn, method="pascal")
+
+
 def test_bad_backend_fails_with_one_line(video: Path) -> None:
     proc = subprocess.run(
         [sys.executable, "tools/demo.py", "--source", str(video), "--no-show", "--backend", "tensorflow"], cwd=ROOT,

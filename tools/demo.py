@@ -5,6 +5,7 @@
     python tools/demo.py --source clip.mp4 --no-show --save out.mp4
     python tools/demo.py --source rtsp://host/stream --stream-state      # state carries over, 1 step per frame
     python tools/demo.py --source clip.mp4 --ann                         # the ANN, for comparison
+    python tools/demo.py --source clip.mp4 --method pascal               # PASCAL: close to the ANN at T=4
 
 --stream-state keeps the membrane state from frame to frame and simulates --steps-per-frame steps per frame; the
 read-out averages the last --window steps (default: T), and membranes and max-pools forget old scenes (--leak,
@@ -41,6 +42,10 @@ def main() -> None:
                              "per frame (1: pure carry-over)")
     parser.add_argument("--pool-decay", type=float, default=0.5,
                         help="stream mode: fraction of the max-pool accumulators kept per frame (1: no decay)")
+    parser.add_argument("--method", default=None,
+                        help="conversion recipe for an ANN checkpoint (default qcfs): qcfs, cos, casc or pascal; "
+                             "the calibrating ones (dual_phase, fast_snn) need data: convert with "
+                             "tools/convert_det.py and pass the SNN checkpoint as --weights")
     parser.add_argument("--ann", action="store_true", help="run the quantized ANN instead, for comparison")
     parser.add_argument("--conf", type=float, default=0.25, help="score threshold")
     parser.add_argument("--iou", type=float, default=None, help="NMS IoU threshold (default: the detector family's, 0.7 YOLO, 0.5 SSD)")
@@ -61,7 +66,7 @@ def main() -> None:
         summary = run_demo(
             args.source, args.weights, args.T, args.imgsz, args.save, not args.no_show, args.stream_state,
             args.steps_per_frame, args.window, args.leak, args.pool_decay, args.ann, args.conf, args.iou,
-            args.max_frames, backend=args.backend,
+            args.max_frames, backend=args.backend, method=args.method,
         )
         print(summary.format())
         if summary.error:

@@ -210,8 +210,10 @@ def run_demo(
     max_frames: int | None = None,
     progress: bool = True,
     backend: str = "auto",
+    method: str | None = None,
 ) -> DemoSummary:
-    """Open ``source``, load the detector (default: the shipped model converted with qcfs) and run the demo.
+    """Open ``source``, load the detector (default: the shipped model converted with qcfs; ``method`` picks
+    another recipe that needs no calibration data, e.g. pascal or casc) and run the demo.
 
     ``imgsz`` defaults to the model's training size; stream mode (``window`` default ``timesteps``, ``leak``,
     ``pool_decay``): see :class:`~spikedet.deploy.detector.StreamingDetector`. ``backend``: ``"inductor"``
@@ -224,7 +226,7 @@ def run_demo(
     if show:
         _check_display()
     with VideoSource(source) as video:  # first, so a bad source fails before the model loads
-        model, config = load_model(weights, ann=ann)
+        model, config = load_model(weights, ann=ann, method=method)
         names = list(config.get("class_names") or [])
         iou = family_of(model).nms_iou if iou is None else iou
         size = check_imgsz(imgsz or int(config.get("imgsz", 320)))

@@ -44,11 +44,13 @@ def resolve_weights(weights: str | Path | None) -> Path:
     return DEFAULT_WEIGHTS
 
 
-def load_model(weights: str | Path | None = None, ann: bool = False, method: str = "qcfs") -> tuple[Any, dict]:
+def load_model(weights: str | Path | None = None, ann: bool = False, method: str | None = None) -> tuple[Any, dict]:
     """``(model, config)``: the spiking network, or with ``ann=True`` the BN-folded quantized ANN.
 
-    An ANN checkpoint is converted with the recipe ``method``; an SNN checkpoint is used as stored (and cannot
-    give back its ANN).
+    An ANN checkpoint is converted with the recipe ``method`` (default qcfs); one that calibrates on data
+    (dual_phase, fast_snn) is refused, since calibration needs a dataset: convert with ``tools/convert_det.py``
+    and load the SNN checkpoint it writes. An SNN checkpoint is used as stored (it cannot give back its ANN,
+    nor be converted again).
     """
     path = resolve_weights(weights)
     kind, model, config = load_detector(path)
@@ -56,7 +58,16 @@ def load_model(weights: str | Path | None = None, ann: bool = False, method: str
         if kind != "ann":
             raise CheckpointError(f"{path} holds a converted SNN; the ANN comparison needs the ANN checkpoint")
         return fold_batchnorm(model).eval(), config
-    return (build_snn(model, get_recipe(method)) if kind == "ann" else model), config
+    if kind != "ann":
+        if method is not None:
+            raise CheckpointError(f"{path} holds an SNN converted with {config['recipe']['name']}; --method applies "
+                                  "to ANN checkpoints")
+        return model, config
+    recipe = get_recipe(method or "qcfs")
+    if recipe.calibration is not None:
+        raise ValueError(f"--method {recipe.name} calibrates on data: convert first (tools/convert_det.py --method "
+                         f"{recipe.name}) and pass the SNN checkpoint it writes as --weights")
+    return build_snn(model, recipe), config
 
 
 def detect_output(output: Any) -> torch.Tensor:
