@@ -328,6 +328,30 @@ def test_auto_backend_ends_on_torch_when_no_graph_reproduces_it(tiny_yolo_checkp
         make_backend_detector(network, 64, timesteps=2, backend="onnxruntime")
 
 
+def test_a_graph_that_failed_its_check_is_not_compiled_again(tiny_yolo_checkpoint, monkeypatch) -> None:
+    from spikedet.deploy import backends
+
+    network, _ = load_model(tiny_yolo_checkpoint[0])
+    exports = []
+    real_export = backends.export_unrolled
+
+    def counted(*args, **kwargs):
+        exports.append(args)
+        return real_export(*args, **kwargs)
+
+    def failing(got, *args, **kwargs):
+        raise ExportError(f"the onnxruntime {got.label} graph does not reproduce PyTorch (0/4 frames match)")
+
+    monkeypatch.setattr(backends, "export_unrolled", counted)
+    monkeypatch.setattr(backends, "check_detector", failing)
+    for _ in range(2):
+        with pytest.raises(ExportError, match=r"^the onnxruntime SNN T=5 graph does not reproduce PyTorch") as err:
+            make_graph_detector(network, 64, timesteps=5, backend="onnxruntime")
+    assert len(exports) == 1 and "found earlier; delete" in str(err.value)
+    marker = Path(str(err.value).rsplit("delete ", 1)[1].split(" to try again")[0])
+    assert marker.suffix == ".unfaithful" and not list(marker.parent.glob(f"{marker.stem}.onnx"))
+
+
 def test_networks_that_restart_from_each_input_have_no_stream_mode(tiny_yolo_checkpoint) -> None:
     from spikedet.engine.evaluate import build_snn, load_ann
     from spikedet.recipes import get_recipe

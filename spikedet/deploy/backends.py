@@ -16,7 +16,9 @@ and the spikes of every neuron layer, so the overlay's firing rates cost one sum
 Compiling takes tens of seconds, so every graph is cached under ``spikedet.env.cache_dir()/<backend>``, keyed by
 a digest of the loaded model (the checkpoint's weights and, for a converted network, the recipe's thresholds
 and neuron types), the graph kind and its settings (T, input size, stream steps and forgetting). A fresh graph
-is checked against PyTorch before it is cached (:func:`check_detector`, the parity rule of ``onnx_export``).
+is checked against PyTorch before it is cached (:func:`check_detector`, the parity rule of ``onnx_export``); one
+that fails is not kept, and a ``.unfaithful`` note in its place makes later runs skip it instead of compiling
+it again.
 
 The stream graph carries the membrane state as explicit inputs and outputs: it is held here between frames,
 and the read-out window of :class:`~spikedet.deploy.detector.StreamingDetector` is kept the same way (the
@@ -50,7 +52,7 @@ from .ort_backend import OrtRunner
 from .runner import GraphRunner, cxx_compiler
 
 __all__ = [
-    "BACKENDS", "check_backend", "cxx_compiler", "resolve_backend", "model_digest", "cached_graph",
+    "BACKENDS", "check_backend", "cxx_compiler", "resolve_backend", "model_digest", "graph_path", "cached_graph",
     "GraphAnnDetector", "GraphSpikingDetector", "GraphStreamingDetector", "check_detector", "make_graph_detector",
     "make_backend_detector",
 ]
@@ -83,6 +85,15 @@ def model_digest(model: nn.Module) -> str:
     return h.hexdigest()
 
 
+def graph_path(
+    model: nn.Module, kind: str, settings: dict[str, Any], backend: str = "onnxruntime", suffix: str = ".onnx"
+) -> Path:
+    """Where the cache keeps the ``backend`` graph of ``model`` for ``kind`` and ``settings``."""
+    key = {"model": model_digest(model), "kind": kind, "format": GRAPH_FORMAT, "opset": DEFAULT_OPSET, **settings}
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
+    return cache_dir() / backend / f"{kind}-{digest}{suffix}"
+
+
 def cached_graph(
     model: nn.Module, kind: str, settings: dict[str, Any], export: Callable[[Path], Any], backend: str = "onnxruntime",
     suffix: str = ".onnx",
@@ -93,9 +104,7 @@ def cached_graph(
     The file is written under a temporary name and renamed, so an interrupted export never leaves a partial
     graph behind and two demos starting at once cannot read each other's half-written file.
     """
-    key = {"model": model_digest(model), "kind": kind, "format": GRAPH_FORMAT, "opset": DEFAULT_OPSET, **settings}
-    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
-    path = cache_dir() / backend / f"{kind}-{digest}{suffix}"
+    path = graph_path(model, kind, settings, backend, suffix)
     if path.is_file():
         return path, False
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -270,6 +279,9 @@ def make_graph_detector(
             write(path)
 
         key = {"imgsz": imgsz, **runner_class.settings, **settings}
+        unfaithful = graph_path(model, kind, key, backend, ".unfaithful")
+        if unfaithful.is_file():  # this graph failed the parity check before: same model, same runtime
+            raise ExportError(f"{unfaithful.read_text()} (found earlier; delete {unfaithful} to try again)")
         path, exported = cached_graph(model, kind, key, announced, backend, runner_class.suffix)
         if exported:
             fresh.append(path)
@@ -296,8 +308,9 @@ def make_graph_detector(
         try:
             with torch.no_grad():
                 check_detector(detector, reference, frames, imgsz, backend=backend)
-        except ExportError:
+        except ExportError as err:  # not kept; remembered, so that later runs do not compile it again
             fresh[0].unlink(missing_ok=True)
+            fresh[0].with_suffix(".unfaithful").write_text(str(err))
             raise
     return detector
 
