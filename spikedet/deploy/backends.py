@@ -9,7 +9,8 @@ Two compilers share everything here but the last step:
   beyond the Python packages.
 
 ``auto`` (the demo's default) picks ``inductor`` when a C++ compiler is found and falls back to ``onnxruntime``
-when there is none or the compile fails; ``torch`` runs the PyTorch model eagerly.
+when there is none or the compile fails, and to PyTorch when no compiled graph reproduces the model
+(:func:`make_backend_detector`); ``torch`` runs the PyTorch model eagerly.
 
 Both compile the same side-effect-free graphs (:mod:`~spikedet.deploy.onnx_export`): the decoded Detect output
 and the spikes of every neuron layer, so the overlay's firing rates cost one sum per layer, as in PyTorch.
