@@ -24,8 +24,8 @@ import torch
 from torch import nn
 
 from ..spiking import StatefulModule
-from .runner import GraphRunner, cxx_compiler
 from .onnx_export import ExportError, functional_graph
+from .runner import GraphRunner, cxx_compiler
 
 __all__ = ["compile_graph", "AotRunner"]
 
