@@ -4,8 +4,6 @@ from __future__ import annotations
 import sys
 from typing import Any, Callable
 
-import yaml
-
 __all__ = ["run_cli", "parse_assignments", "parse_settings", "parse_timesteps"]
 
 
@@ -36,20 +34,12 @@ def parse_assignments(items: list[str], flag: str, form: str = "KEY=VALUE") -> d
     return out
 
 
-def _typed(text: str) -> Any:
-    value = yaml.safe_load(text)
-    if isinstance(value, str):
-        try:  # YAML 1.1 reads 1e-4 (no dot) as a string
-            return float(value)
-        except ValueError:
-            return value
-    return value
-
-
 def parse_settings(items: list[str], flag: str) -> dict[str, Any]:
     """Repeated ``KEY=VALUE`` options with typed values (``8`` → int, ``true`` → bool, ``1e-4`` → float, other
     text → str)."""
-    return {key: _typed(value) for key, value in parse_assignments(items, flag).items()}
+    from .recipes import parse_scalar
+
+    return {key: parse_scalar(value) for key, value in parse_assignments(items, flag).items()}
 
 
 def run_cli(job: Callable[[], None]) -> None:

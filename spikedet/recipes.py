@@ -17,7 +17,7 @@ from .spiking.calibrate import CALIBRATIONS
 from .spiking.runtime import SpikingNetwork
 from .spiking.schedule import OnlineSchedule, PreRunSchedule, Schedule, WakeSleepSchedule
 
-__all__ = ["CONFIG_DIR", "Recipe", "available_recipes", "get_recipe", "override_recipe"]
+__all__ = ["CONFIG_DIR", "Recipe", "available_recipes", "get_recipe", "override_recipe", "parse_scalar"]
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs" / "convert"
 
@@ -98,7 +98,7 @@ def get_recipe(name: str) -> Recipe:
     )
 
 
-def _scalar(text: str) -> Any:
+def parse_scalar(text: str) -> Any:
     """A YAML scalar, with ``1e-3``-style floats (YAML 1.1 reads those as strings) as numbers."""
     value = yaml.safe_load(text)
     if isinstance(value, str):
@@ -125,5 +125,5 @@ def override_recipe(recipe: Recipe, settings: dict[str, str]) -> Recipe:
         if name not in spec[section]:
             known = ", ".join(k for k in spec[section] if k != "kind")
             raise ValueError(f"recipe '{recipe.name}': {section} has no '{name}' (it has: {known})")
-        spec[section][name] = _scalar(text)
+        spec[section][name] = parse_scalar(text)
     return Recipe.from_dict(spec)
