@@ -335,7 +335,6 @@ def make_backend_detector(
             return make_graph_detector(model, imgsz, *settings, log=log, backend=chosen)
         except ExportError as err:
             raise ExportError(f"{err}; --backend torch runs the PyTorch model") from None
-    make_detector(model, *settings)  # the settings' own errors first, not as a failed compile
     candidates = ["inductor", "onnxruntime"] if chosen == "inductor" else ["onnxruntime"]
     for name, fallback in zip(candidates, [*candidates[1:], "torch"]):
         try:
