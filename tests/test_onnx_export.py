@@ -13,10 +13,12 @@ import torch
 
 from spikedet.data import load_dataset
 from spikedet.deploy import SpikingDetector, load_model
+from spikedet.deploy.bench import graph_latency
 from spikedet.deploy.onnx_export import (
-    DEFAULT_OPSET, STATE_IN, STATE_OUT, ExportError, UnrolledSNN, export_detector, firing_rates, graph_metadata, onnx_latency,
+    DEFAULT_OPSET, STATE_IN, STATE_OUT, ExportError, UnrolledSNN, export_detector, firing_rates, graph_metadata,
     ort_session, parity_error, run_stateful,
 )
+from spikedet.deploy.ort_backend import OrtRunner
 from spikedet.engine.inference import image_batches
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -120,8 +122,8 @@ def test_stateful_graph_reads_its_state(exported, images) -> None:
 def test_latency_of_both_runtimes(exported, tiny_yolo_checkpoint, images) -> None:
     network, _ = load_model(tiny_yolo_checkpoint[0])
     path = exported["unrolled"]["graphs"][0]["path"]
-    timing = onnx_latency(path, UnrolledSNN(network, T), images[0], warmup=0, repeats=1)
-    assert timing["onnxruntime_ms"] > 0 and timing["pytorch_ms"] > 0
+    timing = graph_latency({"onnxruntime": OrtRunner(path)}, UnrolledSNN(network, T), images[0], warmup=0, repeats=1)
+    assert set(timing) == {"onnxruntime_ms", "pytorch_ms"} and min(timing.values()) > 0
 
 
 @pytest.mark.parametrize("tool", ["tools/export_onnx.py", "tools/bench_demo.py"])

@@ -10,6 +10,7 @@ from typing import Any
 
 import onnxruntime as ort
 import torch
+from torch import nn
 
 from ..checkpoint import CheckpointError
 from ..data import default_splits, load_dataset
@@ -20,10 +21,11 @@ from .backends import GraphSpikingDetector, make_backend_detector
 from .demo import check_imgsz, process_video
 from .detector import FrameDetector, load_model, resolve_weights
 from .onnx_export import UnrolledSNN
+from .runner import GraphRunner
 from .stream_eval import format_stream_accuracy, stream_accuracy
 from .video import VideoSource, make_video
 
-__all__ = ["TARGET_FPS", "BENCH_BACKENDS", "bench_demo", "format_bench"]
+__all__ = ["TARGET_FPS", "BENCH_BACKENDS", "graph_latency", "bench_demo", "format_bench"]
 
 # The issue's targets on 2 CPU cores at 320 px.
 TARGET_FPS = {"SNN T": 15.0, "SNN stream": 40.0}
@@ -65,14 +67,16 @@ def _detectors(path: Path, network: Any, backend: str, imgsz: int, timesteps: in
     return detectors
 
 
-def _latency(compiled: dict[str, GraphSpikingDetector], module: UnrolledSNN, image: torch.Tensor,
-             repeats: int = 10) -> dict[str, float]:
-    """Median milliseconds per image of the unrolled graph on each compiled backend and of ``module`` (the
-    same network in PyTorch), timed in turns so that load changes hit all alike."""
-    runs = [lambda d=d: d.runner(image) for d in compiled.values()]
+def graph_latency(
+    runners: dict[str, GraphRunner], module: nn.Module, image: torch.Tensor, warmup: int = 2, repeats: int = 10
+) -> dict[str, float]:
+    """Median milliseconds per image of an ``images → outputs`` graph on each compiled backend (``runners`` by
+    name) and of ``module``, the same network in PyTorch (``pytorch_ms``), timed in turns so that load changes
+    hit all alike."""
+    runs = [lambda r=r: r(image) for r in runners.values()]
     with torch.no_grad():
-        times = time_ms(*runs, lambda: module(image), warmup=2, repeats=repeats)
-    return {f"{name}_ms": t["median"] for name, t in zip([*compiled, "pytorch"], times)}
+        times = time_ms(*runs, lambda: module(image), warmup=warmup, repeats=repeats)
+    return {f"{name}_ms": t["median"] for name, t in zip([*runners, "pytorch"], times)}
 
 
 def bench_demo(
@@ -115,8 +119,8 @@ def bench_demo(
             for detector in _detectors(path, network, backend, imgsz, timesteps):
                 result["throughput"].append(_throughput(video, detector, backend, imgsz, names, warmup))
                 if isinstance(detector, GraphSpikingDetector):
-                    unrolled[backend] = detector
-        result["latency"] = _latency(unrolled, UnrolledSNN(network, timesteps), _first_frame(video, imgsz))
+                    unrolled[backend] = detector.runner
+        result["latency"] = graph_latency(unrolled, UnrolledSNN(network, timesteps), _first_frame(video, imgsz))
         result["latency"]["graph"] = f"snn-unrolled T={timesteps}"
     subset = copy.copy(dataset)
     subset.records = records[:images] if images else records

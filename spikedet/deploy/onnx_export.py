@@ -62,13 +62,12 @@ from ..spiking import (
     IFNeuron, OnlineSchedule, ReadOut, SpikeMonitor, SpikingNetwork, SpikingNeuron, StatefulModule, check_timesteps,
     fold_batchnorm,
 )
-from ..spiking.bench import time_ms
 from .detector import check_imgsz, detect_output, forgetting, forgetting_modules, resolve_weights
 
 __all__ = [
     "DEFAULT_OPSET", "TOLERANCE", "MIN_MATCH", "ExportError", "GraphWriter", "UnrolledSNN", "SteppedSNN", "AnnGraph",
     "functional_graph", "export_graph", "export_unrolled", "export_stateful", "export_ann", "graph_metadata",
-    "ort_session", "run_stateful", "parity_error", "firing_rates", "onnx_latency", "export_detector",
+    "ort_session", "run_stateful", "parity_error", "firing_rates", "export_detector",
     "format_export",
 ]
 
@@ -482,21 +481,6 @@ def parity_error(got: np.ndarray, ref: np.ndarray, imgsz: int) -> tuple[float, f
         raise ExportError(f"the graph's output has shape {list(np.shape(got))}, PyTorch's {list(np.shape(ref))}")
     diff = np.abs(np.asarray(got, dtype=np.float64) - np.asarray(ref, dtype=np.float64))
     return float(diff.max()), float(max(diff[:, :4].max() / imgsz, diff[:, 4:].max(initial=0.0)))
-
-
-def onnx_latency(
-    path: str | Path, module: nn.Module, image: torch.Tensor, warmup: int = 2, repeats: int = 10,
-    threads: int | None = None,
-) -> dict[str, float]:
-    """Median milliseconds per image of an ``images → output`` graph in onnxruntime and of ``module`` in
-    PyTorch, timed in turns so that load changes hit both alike."""
-    session = ort_session(path, threads)
-    feed = {"images": image.numpy()}
-    with torch.no_grad():
-        ort_t, torch_t = time_ms(
-            lambda: session.run(None, feed), lambda: module(image), warmup=warmup, repeats=repeats
-        )
-    return {"onnxruntime_ms": ort_t["median"], "pytorch_ms": torch_t["median"]}
 
 
 def _eval_images(config: dict, data: str | None, imgsz: int, count: int) -> list[torch.Tensor]:
