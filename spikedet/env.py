@@ -32,7 +32,8 @@ def configure_offline() -> None:
     os.environ["YOLO_OFFLINE"] = "1"  # skips the DNS probe: ultralytics.utils.ONLINE becomes False
     os.environ["YOLO_AUTOINSTALL"] = "false"  # never pip-install a "missing" requirement
     os.environ.setdefault("YOLO_CONFIG_DIR", str(cache_dir() / "ultralytics"))
-    os.environ.setdefault("YOLO_VERBOSE", "false")
+    # ultralytics' progress bars and per-epoch lines are what users watch; SPIKEDET_QUIET=1 (--quiet) hides them
+    os.environ.setdefault("YOLO_VERBOSE", "false" if os.environ.get("SPIKEDET_QUIET") else "true")
     _provide_font(Path(os.environ["YOLO_CONFIG_DIR"]) / "Ultralytics")
 
 

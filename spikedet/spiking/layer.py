@@ -47,9 +47,13 @@ class SpikingMaxPool(StatefulModule):
             acc += self.accumulated
         pooled = self.pool(acc.flatten(0, 1))
         pooled = pooled.view(seq.shape[0], seq.shape[1], *pooled.shape[1:])
-        out = torch.empty_like(pooled)
-        out[0] = pooled[0] if self.pooled is None else pooled[0] - self.pooled
-        torch.sub(pooled[1:], pooled[:-1], out=out[1:])
+        first = pooled[:1] if self.pooled is None else pooled[:1] - self.pooled
+        if pooled.requires_grad:  # spike-aware training: autograd takes no out= arguments
+            out = torch.cat([first, pooled[1:] - pooled[:-1]])
+        else:
+            out = torch.empty_like(pooled)
+            out[:1] = first
+            torch.sub(pooled[1:], pooled[:-1], out=out[1:])
         self.accumulated, self.pooled = acc[-1], pooled[-1]
         return out.flatten(0, 1)
 

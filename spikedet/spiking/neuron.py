@@ -11,6 +11,7 @@ import torch
 
 from . import functional as F
 from .context import StatefulModule
+from .surrogate import if_steps_surrogate
 
 __all__ = ["SpikingNeuron", "IFNeuron", "SignedIFNeuron", "CIFNeuron", "COSNeuron", "PascalNeuron"]
 
@@ -77,13 +78,29 @@ class SpikingNeuron(StatefulModule):
 
 
 class IFNeuron(SpikingNeuron):
-    """Integrate-and-fire with soft reset (QCFS: ``θ = λ``, ``v0 = θ/2``, fire on ``≥``)."""
+    """Integrate-and-fire with soft reset (QCFS: ``θ = λ``, ``v0 = θ/2``, fire on ``≥``).
+
+    While gradients are recorded (spike-aware fine-tuning) the same simulation runs through
+    :func:`~spikedet.spiking.surrogate.if_steps_surrogate`: identical spikes, a surrogate derivative backward.
+    """
+
+    # the backward pass of spike-aware fine-tuning (spikedet.engine.snn_finetune sets them per run)
+    surrogate = "triangle"
+    detach_reset = True
 
     def __init__(self, threshold: float | torch.Tensor, v0: float | torch.Tensor = 0.5, fire_ge: bool = True) -> None:
         super().__init__(threshold, v0)
         self.fire_ge = fire_ge
 
     def _run(self, x: torch.Tensor, steps: int, constant: bool) -> torch.Tensor:
+        if torch.is_grad_enabled() and (x.requires_grad or self.v.requires_grad or self.threshold.requires_grad):
+            if self.ctx.input_mask() is not None:
+                raise ValueError("spike-aware training has no sleep steps; train an online (all-wake) network")
+            out, self.v = if_steps_surrogate(
+                x, self.v, self.threshold, steps, constant=constant, fire_ge=self.fire_ge,
+                surrogate=self.surrogate, detach_reset=self.detach_reset,
+            )
+            return out
         return F.if_steps(x, self.v, self.threshold, steps, constant, self.fire_ge, self.ctx.input_mask())
 
 

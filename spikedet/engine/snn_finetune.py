@@ -1,0 +1,116 @@
+"""Spike-aware fine-tuning: a converted online detector trained end to end as a spiking network.
+
+The job behind ``tools/finetune_snn.py``. It starts from a spiking checkpoint (or converts an ANN checkpoint
+with a recipe that needs no data), trains weights, biases and thresholds through the T-step simulation with a
+surrogate gradient on the detection loss of every T in ``timesteps`` at once, and writes an ordinary spiking
+checkpoint: the same recipe, so every tool takes it unchanged. YOLO trains through ultralytics' trainer
+(:mod:`.yolo_finetune`), SSD through spikedet's SSD loop (:mod:`.ssd_finetune`).
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from ..checkpoint import load_checkpoint, save_checkpoint
+from ..data import default_splits, export_ultralytics, load_dataset
+from ..recipes import get_recipe
+from ..spiking.runtime import check_timesteps
+from ..spiking.surrogate import SURROGATES
+from ..spiking.trainable import check_trainable
+from .evaluate import build_snn, check_classes, load_ann
+from .train import dataset_spec
+
+__all__ = ["FINETUNE_DEFAULTS", "finetune_snn", "prepare_snn"]
+
+# The recommended settings (README, "Spike-aware fine-tuning"); each is a keyword of finetune_snn.
+FINETUNE_DEFAULTS: dict[str, Any] = {"timesteps": (1, 2, 4), "epochs": 10, "batch": 16, "surrogate": "triangle"}
+
+
+def prepare_snn(weights: str | Path, *, method: str, out: Path) -> Path:
+    """The spiking checkpoint to fine-tune: ``weights`` itself when it is one, else the ANN converted with
+    ``method`` (which must need no calibration data) and saved under ``out``."""
+    _, _, kind = load_checkpoint(weights)
+    if kind == "snn":
+        return Path(weights)
+    recipe = get_recipe(method)
+    if recipe.calibration:
+        raise ValueError(
+            f"recipe '{method}' calibrates on data: convert first (tools/convert_det.py --method {method}) and "
+            "fine-tune the spiking checkpoint it writes"
+        )
+    ann, config = load_ann(weights)
+    network = build_snn(ann, recipe)
+    check_trainable(network.net)
+    path = out / f"snn_{method}.pt"
+    save_checkpoint(path, network.net, "snn", dict(config, recipe=recipe.to_dict(), ann_weights=str(Path(weights).resolve())))
+    return path
+
+
+def finetune_snn(
+    weights: str | Path,
+    *,
+    data: str | Path | None = None,
+    out: str | Path = "runs/finetune",
+    method: str = "qcfs",
+    timesteps: list[int] = FINETUNE_DEFAULTS["timesteps"],
+    epochs: int = FINETUNE_DEFAULTS["epochs"],
+    imgsz: int | None = None,
+    batch: int = FINETUNE_DEFAULTS["batch"],
+    device: str = "cpu",
+    train_thresholds: bool = True,
+    train_v0: bool = False,
+    surrogate: str = FINETUNE_DEFAULTS["surrogate"],
+    extra: dict[str, Any] | None = None,
+) -> Path:
+    """Fine-tune a spiking detector on ``data`` (default: the data it was trained on); return the checkpoint.
+
+    ``weights``: a spiking checkpoint of an online IF recipe (qcfs, dual_phase), or an ANN checkpoint converted
+    here with ``method``. ``timesteps``: the T whose read-outs the loss averages (one simulation to the largest).
+    ``extra``: trainer settings (ultralytics train arguments for YOLO; lr0, weight_decay, workers for SSD).
+    The checkpoint is ``out/<source name>_ft.pt``.
+    """
+    timesteps = sorted(set(check_timesteps(list(timesteps))))
+    if epochs < 1:
+        raise ValueError(f"--epochs must be >= 1, got {epochs}")
+    if batch < 1:
+        raise ValueError(f"--batch must be >= 1, got {batch}")
+    if surrogate not in SURROGATES:
+        raise ValueError(f"unknown surrogate '{surrogate}'; choose from {', '.join(SURROGATES)}")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    snn = prepare_snn(weights, method=method, out=out)
+    config, _, _ = load_checkpoint(snn, kind="snn")
+    data = data or config.get("dataset") or "synthetic"
+    imgsz = imgsz or config.get("imgsz", 320)
+    train_split, val_split = default_splits(data)
+    train = load_dataset(data, train_split, class_names=config.get("class_names"))
+    val = load_dataset(data, val_split, class_names=config.get("class_names"))
+    check_classes(train, config)
+    print(train.summary())
+    print(val.summary())
+    meta = {
+        "source": str(Path(snn).resolve()), "dataset": dataset_spec(data), "train_split": train_split,
+        "timesteps": timesteps, "epochs": epochs, "imgsz": imgsz, "batch": batch, "train_thresholds": train_thresholds,
+        "train_v0": train_v0, "surrogate": surrogate, "extra": extra or {},
+    }
+    path = out / f"{Path(snn).stem}_ft.pt"
+    start = time.perf_counter()
+    family = config.get("family", "yolo")
+    if family == "yolo":
+        from .yolo_finetune import export_finetuned, finetune_yolo_snn  # pulls in ultralytics' trainer
+
+        _, trainer = finetune_yolo_snn(
+            snn, export_ultralytics(train, val), out, timesteps=timesteps, epochs=epochs, imgsz=imgsz, batch=batch,
+            device=device, train_thresholds=train_thresholds, train_v0=train_v0, surrogate=surrogate, extra=extra,
+        )
+        meta["seconds"] = round(time.perf_counter() - start, 1)
+        return export_finetuned(trainer, path, source=snn, meta=meta)
+    if family == "ssd":
+        from .ssd_finetune import finetune_ssd_snn
+
+        return finetune_ssd_snn(
+            snn, train, val, path, timesteps=timesteps, epochs=epochs, imgsz=imgsz, batch=batch, device=device,
+            train_thresholds=train_thresholds, train_v0=train_v0, surrogate=surrogate, extra=extra, meta=meta,
+        )
+    raise ValueError(f"spike-aware fine-tuning supports the yolo and ssd families, not '{family}'")

@@ -1,0 +1,95 @@
+"""Preparing a converted network for spike-aware fine-tuning, and driving its time dimension while it trains.
+
+Fine-tuning trains the network *as a spiking network*: its forward pass is the T-step simulation the runtime
+runs (time folded into the batch), its backward pass goes through the neurons' surrogate gradient
+(:mod:`spikedet.spiking.surrogate`). Only online IF neurons (``qcfs``, ``dual_phase``) can be trained: their
+read-out after each step is the output at that T, so one simulation to ``max(T)`` trains every T at once.
+"""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Any, Iterator
+
+import torch
+from torch import nn
+
+from .context import SimContext
+from .convert import spiking_modules
+from .neuron import IFNeuron, SpikingNeuron
+from .runtime import check_timesteps, select_step
+from .surrogate import SURROGATES
+
+__all__ = ["attach_context", "check_trainable", "make_trainable", "simulation", "steps_of"]
+
+
+def check_trainable(net: nn.Module) -> None:
+    """Refuse networks with neurons the surrogate-gradient simulation does not cover, naming the first one."""
+    neurons = [(n, m) for n, m in net.named_modules() if isinstance(m, SpikingNeuron)]
+    if not neurons:
+        raise ValueError("the network has no spiking neurons: convert an ANN first (tools/convert_det.py)")
+    for name, module in neurons:
+        if type(module) is not IFNeuron:
+            raise ValueError(
+                f"neuron '{name}' is {type(module).__name__}: spike-aware fine-tuning trains online IF networks "
+                "(recipes qcfs and dual_phase); convert the ANN with one of those first"
+            )
+
+
+def _as_parameter(module: nn.Module, name: str) -> None:
+    value = getattr(module, name)
+    if isinstance(value, nn.Parameter):
+        return
+    del module._buffers[name]
+    module.register_parameter(name, nn.Parameter(value.detach().clone()))
+
+
+def make_trainable(
+    net: nn.Module,
+    *,
+    thresholds: bool = True,
+    v0: bool = False,
+    surrogate: str = "triangle",
+    detach_reset: bool = True,
+) -> nn.Module:
+    """Turn each IF neuron's threshold (and optionally its initial potential) into a parameter and set the
+    surrogate gradient, in place. The state-dict keys stay the same, so a checkpoint loads into a plain network."""
+    check_trainable(net)
+    if surrogate not in SURROGATES:
+        raise ValueError(f"unknown surrogate '{surrogate}'; choose from {', '.join(SURROGATES)}")
+    for module in net.modules():
+        if isinstance(module, IFNeuron):
+            module.surrogate, module.detach_reset = surrogate, detach_reset
+            if thresholds:
+                _as_parameter(module, "threshold")
+            if v0:
+                _as_parameter(module, "v0")
+    return net
+
+
+def attach_context(net: nn.Module) -> SimContext:
+    """One simulation context shared by every stateful module of ``net`` (returned)."""
+    ctx = SimContext()
+    for module in spiking_modules(net):
+        module.ctx = ctx
+    return ctx
+
+
+@contextmanager
+def simulation(stateful: list[nn.Module], ctx: SimContext, *, batch: int, steps: int) -> Iterator[None]:
+    """Inside: ``steps`` online steps of ``batch`` images from a reset state. The state is cleared again on
+    exit, so a training forward keeps no graph alive between batches and a deep copy (EMA) finds none."""
+    check_timesteps(steps)
+    for module in stateful:
+        module.reset()
+    ctx.steps, ctx.batch, ctx.wake, ctx.record, ctx.neurons_run = steps, batch, None, False, 0
+    ctx.run += 1
+    try:
+        yield
+    finally:
+        for module in stateful:
+            module.reset()
+
+
+def steps_of(out: Any, *, steps: int, batch: int, timesteps: list[int]) -> list[Any]:
+    """The read-outs after each of ``timesteps`` (1-based) from a time-folded output."""
+    return [select_step(out, steps, batch, t - 1) for t in timesteps]
