@@ -342,3 +342,25 @@ def test_inductor_backend_runs_the_ssd(settings: dict, tiny_ssd: Path, tiny_data
     images = [x for x, _ in image_batches(load_dataset(tiny_data, "val").records, 64, 1)]
     errors = [parity_error(compiled(x).numpy(), reference(x).numpy(), 64)[1] for x in images]
     assert sum(e <= TOLERANCE for e in errors) >= max(1, MIN_MATCH * len(images)), errors
+
+
+@pytest.mark.parametrize("weight_fit", ["surrogate", "ann_proxy"])
+def test_weight_calibration_finds_every_ssd_synaptic_layer(weight_fit: str) -> None:
+    """SSD blocks are nn.Sequential(conv, bn, act): the weight fit must reach their convs, not skip them
+    (the shipped BCCD SSD: a trained network whose layers have an error to reduce)."""
+    from spikedet.engine.evaluate import build_snn, load_ann
+    from spikedet.recipes import get_recipe
+    from spikedet.spiking.calibrate import calibrate_layerwise
+
+    ann, _ = load_ann(Path(__file__).resolve().parents[1] / "weights" / "ssd_vgg_slim_qcfs_l4_bccd.pt")
+    network = build_snn(ann, get_recipe("qcfs"))
+    before = {k: v.clone() for k, v in network.net.state_dict().items() if k.endswith(".weight")}
+    torch.manual_seed(0)
+    report = calibrate_layerwise(
+        network, ann, torch.rand(8, 3, 96, 96), 2, weight_steps=5, lr=1e-3, shift=False, weight_fit=weight_fit
+    )
+    after = network.net.state_dict()
+    changed = [k for k, v in before.items() if not torch.equal(v, after[k])]
+    kept = [name for name, layer in report.layers.items() if layer["kept"].startswith("weights")]
+    assert kept, report.layers
+    assert changed and len(changed) >= len(kept), (changed, kept)

@@ -25,7 +25,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--weights", default=None, help="QCFS ANN checkpoint (default: the shipped synthetic model)")
     parser.add_argument("--data", default=None, help="dataset (default: the one the model was trained on)")
-    parser.add_argument("--methods", default="qcfs,cos,dual_phase,casc,fast_snn,pascal")
+    parser.add_argument("--methods", default="qcfs,cos,dual_phase,casc,fast_snn,pascal", help="recipes; '' for none (only --snn rows)")
     parser.add_argument("--T", default="1,2,4,8")
     parser.add_argument("--imgsz", type=int, default=None)
     parser.add_argument("--batch", type=int, default=8)
@@ -34,6 +34,10 @@ def main() -> None:
     parser.add_argument(
         "--ann", action="append", default=[], metavar="METHOD=PATH",
         help="the ANN trained for one recipe (e.g. casc=casc.pt); repeatable; others convert --weights",
+    )
+    parser.add_argument(
+        "--snn", action="append", default=[], metavar="NAME=PATH",
+        help="a spiking checkpoint evaluated as stored (e.g. qcfs+ft=snn_qcfs_ft.pt from tools/finetune_snn.py); repeatable",
     )
     parser.add_argument(
         "--method-T", action="append", default=[], metavar="METHOD=T1,T2",
@@ -52,15 +56,17 @@ def main() -> None:
 
         method_t = parse_assignments(args.method_T, "--method-T", "METHOD=T[,T...]")
         rows = benchmark_methods(
-            args.weights or DEFAULT_WEIGHTS, args.methods.split(","), args.data, parse_timesteps(args.T),
+            args.weights or DEFAULT_WEIGHTS, [m for m in args.methods.split(",") if m], args.data, parse_timesteps(args.T),
             args.imgsz, args.batch, args.calib_images, args.max_images,
             method_weights=parse_assignments(args.ann, "--ann", "METHOD=PATH"),
             method_timesteps={k: parse_timesteps(v) for k, v in method_t.items()},
             method_settings=method_settings(parse_assignments(args.set, "--set", "METHOD.SECTION.NAME=VALUE")),
+            snn_weights=parse_assignments(args.snn, "--snn", "NAME=PATH"),
         )
         print(format_methods(rows))
         png = plot_methods_png(rows, Path(args.out).with_suffix(".png"))
-        print(f"json: {write_json(rows, args.out)}  plot: {png}")
+        steps_png = plot_methods_png(rows, Path(args.out).with_name(Path(args.out).stem + "_steps.png"), x="steps_total")
+        print(f"json: {write_json(rows, args.out)}  plots: {png} {steps_png}")
 
     run_cli(job)
 

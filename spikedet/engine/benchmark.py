@@ -8,9 +8,9 @@ from typing import Any
 
 from ..data import default_splits, export_ultralytics, load_dataset
 from ..models.yolo_validate import validate_ultralytics
-from ..recipes import get_recipe, override_recipe
+from ..recipes import Recipe, get_recipe, override_recipe
 from ..eval.plots import plot_methods
-from .evaluate import check_classes, eval_dataset, evaluate_ann, load_ann
+from .evaluate import check_classes, eval_dataset, evaluate_ann, evaluate_snn, load_ann, load_snn
 from .recipe_run import run_recipe
 
 __all__ = [
@@ -94,13 +94,15 @@ def benchmark_methods(
     method_weights: dict[str, str | Path] | None = None,
     method_timesteps: dict[str, list[int]] | None = None,
     method_settings: dict[str, dict[str, str]] | None = None,
+    snn_weights: dict[str, str | Path] | None = None,
 ) -> dict[str, Any]:
     """Recipes on their ANNs: per recipe and T the metrics, steps_total, firing rate, SOPs, energy and time.
 
     Every recipe converts ``weights`` unless ``method_weights`` names the ANN trained for it (CASC's ClipQuan,
     Dual-Phase's Phase I, Fast-SNN's 2^b − 1 levels, PASCAL's layer-wise levels); ``method_timesteps`` gives a
     recipe its own T list (Fast-SNN's T = 2^b − 1) and ``method_settings`` changes its YAML knobs. Each ANN is
-    evaluated once and reported beside its SNNs.
+    evaluated once and reported beside its SNNs. ``snn_weights`` adds rows for spiking checkpoints evaluated as
+    stored (a fine-tuned network, ``{"qcfs+ft": "snn_qcfs_ft.pt"}``), beside the ANN they were converted from.
     """
     method_weights = {k: str(v) for k, v in (method_weights or {}).items()}
     recipes = {m: override_recipe(get_recipe(m), (method_settings or {}).get(m, {})) for m in methods}
@@ -138,6 +140,18 @@ def benchmark_methods(
             "seconds": seconds,
             "snn": {str(t): {k: v for k, v in m.items() if k not in ("coco_lines", "ann_energy_mj")} for t, m in metrics.items()},
         }
+    for name, path in (snn_weights or {}).items():
+        network, cfg = load_snn(path)
+        check_classes(dataset, cfg)
+        ann_metrics = ann_for(str(cfg.get("ann_weights") or weights))[2]
+        recipe = Recipe.from_dict(cfg["recipe"])
+        start = time.perf_counter()
+        metrics, _, _ = evaluate_snn(network, dataset, timesteps, imgsz, batch, anytime=recipe.anytime)
+        rows["methods"][name] = {
+            "weights": str(cfg.get("ann_weights") or weights), "snn_weights": str(path), "recipe": recipe.to_dict(),
+            "ann": ann_metrics, "seconds": time.perf_counter() - start,
+            "snn": {str(t): {k: v for k, v in m.items() if k not in ("coco_lines", "ann_energy_mj")} for t, m in metrics.items()},
+        }
     return rows
 
 
@@ -173,10 +187,10 @@ def format_methods(rows: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def plot_methods_png(rows: dict[str, Any], path: str | Path) -> Path:
-    """All recipes' mAP50-95 vs T in one PNG (each with the ANN as a dashed line)."""
+def plot_methods_png(rows: dict[str, Any], path: str | Path, *, x: str = "T") -> Path:
+    """All recipes' mAP50-95 vs T (or vs ``steps_total``) in one PNG (each with the ANN as a dashed line)."""
     by_method = {
         method: {"dataset": rows["dataset"], "method": method, "ann": entry["ann"], "snn": entry["snn"]}
         for method, entry in rows["methods"].items()
     }
-    return plot_methods(by_method, path)
+    return plot_methods(by_method, path, x=x)

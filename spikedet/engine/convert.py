@@ -68,7 +68,7 @@ def convert_detector(
         (out / "calibration.json").write_text(json.dumps(calibration, indent=2))
     (out / "results.json").write_text(json.dumps(results, indent=2))
     (out / "energy.json").write_text(monitor.to_json(network.schedule.simulated_steps(timesteps[-1])))
-    snn_config = dict(config, recipe=recipe.to_dict(), timesteps=timesteps)
+    snn_config = dict(config, recipe=recipe.to_dict(), timesteps=timesteps, ann_weights=str(weights.resolve()))
     save_checkpoint(out / f"snn_{method}.pt", network.net, "snn", snn_config)
     plot_map_vs_timesteps(results, out / "map_vs_T.png")
     return results

@@ -24,7 +24,9 @@ from .train import dataset_spec
 __all__ = ["FINETUNE_DEFAULTS", "finetune_snn", "prepare_snn"]
 
 # The recommended settings (README, "Spike-aware fine-tuning"); each is a keyword of finetune_snn.
-FINETUNE_DEFAULTS: dict[str, Any] = {"timesteps": (1, 2, 4), "epochs": 10, "batch": 16, "surrogate": "triangle"}
+FINETUNE_DEFAULTS: dict[str, Any] = {
+    "timesteps": (1, 2, 4), "epochs": 10, "batch": 16, "surrogate": "triangle", "distill": 0.0,
+}
 
 
 def prepare_snn(weights: str | Path, *, method: str, out: Path) -> Path:
@@ -47,6 +49,17 @@ def prepare_snn(weights: str | Path, *, method: str, out: Path) -> Path:
     return path
 
 
+def _teacher(config: dict[str, Any], teacher: str | Path | None) -> Path:
+    """The ANN checkpoint to distil from, checked: it must detect the spiking network's classes."""
+    teacher = teacher or config.get("ann_weights")
+    if not teacher:
+        raise ValueError("distillation needs the ANN: the spiking checkpoint does not name it, pass --teacher ANN.pt")
+    ann_config, _, _ = load_checkpoint(teacher, kind="ann")
+    if ann_config.get("class_names") != config.get("class_names"):
+        raise ValueError(f"--teacher {teacher} detects {ann_config.get('class_names')}, not {config.get('class_names')}")
+    return Path(teacher)
+
+
 def finetune_snn(
     weights: str | Path,
     *,
@@ -61,13 +74,16 @@ def finetune_snn(
     train_thresholds: bool = True,
     train_v0: bool = False,
     surrogate: str = FINETUNE_DEFAULTS["surrogate"],
+    distill: float = FINETUNE_DEFAULTS["distill"],
+    teacher: str | Path | None = None,
     extra: dict[str, Any] | None = None,
 ) -> Path:
     """Fine-tune a spiking detector on ``data`` (default: the data it was trained on); return the checkpoint.
 
     ``weights``: a spiking checkpoint of an online IF recipe (qcfs, dual_phase), or an ANN checkpoint converted
     here with ``method``. ``timesteps``: the T whose read-outs the loss averages (one simulation to the largest).
-    ``extra``: trainer settings (ultralytics train arguments for YOLO; lr0, weight_decay, workers for SSD).
+    ``distill``: weight of the distillation term towards the ANN's read-outs; ``teacher`` is that ANN's checkpoint
+    (default: the one the spiking checkpoint was converted from). ``extra``: trainer settings (ultralytics train arguments for YOLO; lr0, weight_decay, workers for SSD).
     The checkpoint is ``out/<source name>_ft.pt``.
     """
     timesteps = sorted(set(check_timesteps(list(timesteps))))
@@ -81,6 +97,7 @@ def finetune_snn(
     out.mkdir(parents=True, exist_ok=True)
     snn = prepare_snn(weights, method=method, out=out)
     config, _, _ = load_checkpoint(snn, kind="snn")
+    teacher = _teacher(config, teacher) if distill > 0 else None
     data = data or config.get("dataset") or "synthetic"
     imgsz = imgsz or config.get("imgsz", 320)
     train_split, val_split = default_splits(data)
@@ -92,7 +109,8 @@ def finetune_snn(
     meta = {
         "source": str(Path(snn).resolve()), "dataset": dataset_spec(data), "train_split": train_split,
         "timesteps": timesteps, "epochs": epochs, "imgsz": imgsz, "batch": batch, "train_thresholds": train_thresholds,
-        "train_v0": train_v0, "surrogate": surrogate, "extra": extra or {},
+        "train_v0": train_v0, "surrogate": surrogate, "distill": distill,
+        "teacher": str(teacher) if teacher else None, "extra": extra or {},
     }
     path = out / f"{Path(snn).stem}_ft.pt"
     start = time.perf_counter()
@@ -102,7 +120,8 @@ def finetune_snn(
 
         _, trainer = finetune_yolo_snn(
             snn, export_ultralytics(train, val), out, timesteps=timesteps, epochs=epochs, imgsz=imgsz, batch=batch,
-            device=device, train_thresholds=train_thresholds, train_v0=train_v0, surrogate=surrogate, extra=extra,
+            device=device, train_thresholds=train_thresholds, train_v0=train_v0, surrogate=surrogate,
+            distill=distill, teacher=teacher, extra=extra,
         )
         meta["seconds"] = round(time.perf_counter() - start, 1)
         return export_finetuned(trainer, path, source=snn, meta=meta)
@@ -111,6 +130,7 @@ def finetune_snn(
 
         return finetune_ssd_snn(
             snn, train, val, path, timesteps=timesteps, epochs=epochs, imgsz=imgsz, batch=batch, device=device,
-            train_thresholds=train_thresholds, train_v0=train_v0, surrogate=surrogate, extra=extra, meta=meta,
+            train_thresholds=train_thresholds, train_v0=train_v0, surrogate=surrogate, distill=distill,
+            teacher=teacher, extra=extra, meta=meta,
         )
     raise ValueError(f"spike-aware fine-tuning supports the yolo and ssd families, not '{family}'")

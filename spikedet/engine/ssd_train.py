@@ -31,7 +31,7 @@ from ..models.ssd_loss import SSDLoss
 from ..spiking.quant import TRAINING_ACTIVATIONS
 from .evaluate import evaluate_ann
 
-__all__ = ["AugmentedDetections", "collate", "resolve_device", "train_ssd"]
+__all__ = ["AugmentedDetections", "collate", "lr_factor", "resolve_device", "train_ssd"]
 
 # Optimiser settings that ``extra`` may override.
 DEFAULTS: dict[str, Any] = {"lr0": 1e-3, "weight_decay": 0.05, "warmup_epochs": 1.0, "workers": 2, "val_every": None}
@@ -85,7 +85,7 @@ def _optimizer(model: nn.Module, lr: float, weight_decay: float) -> torch.optim.
     return torch.optim.AdamW(groups, lr=lr)
 
 
-def _lr_factor(step: int, total: int, warmup: int) -> float:
+def lr_factor(step: int, total: int, warmup: int) -> float:
     """Linear warm-up, then cosine decay to 5 % of the initial rate."""
     if step < warmup:
         return (step + 1) / warmup
@@ -175,7 +175,7 @@ def train_ssd(
         num_workers=int(settings["workers"]), persistent_workers=int(settings["workers"]) > 0,
     )
     total, warmup = epochs * len(loader), max(1, round(settings["warmup_epochs"] * len(loader)))
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _lr_factor(s, total, warmup))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, total, warmup))
     val_every = int(settings["val_every"] or max(1, epochs // 10))
 
     config = ssd_config(net)

@@ -25,7 +25,7 @@ from ..spiking.convert import spiking_modules
 from ..spiking.neuron import SpikingNeuron
 from ..spiking.runtime import check_timesteps
 from ..spiking.trainable import attach_context, make_trainable, simulation, steps_of
-from .evaluate import load_snn
+from .evaluate import load_ann, load_snn
 
 # Adam-type optimizers move each parameter by about the learning rate per step whatever its size: thresholds
 # (~1-4) would barely move at a learning rate sized for conv weights (~0.01-0.1), so theirs is scaled up.
@@ -41,17 +41,28 @@ from ultralytics.utils import DEFAULT_CFG_DICT  # noqa: E402
 
 
 class AnytimeLoss:
-    """ultralytics' detection criterion averaged over the read-outs after several T (one simulation)."""
+    """ultralytics' detection criterion averaged over the read-outs after several T (one simulation), plus
+    ``distill`` × the mean squared error between those read-outs and the ANN's (raw box distributions and class
+    logits), which supervises every anchor rather than the few that ground truth assigns."""
 
-    def __init__(self, criterion: Any) -> None:
+    def __init__(self, criterion: Any, *, distill: float = 0.0) -> None:
         self.criterion = criterion
+        self.distill = distill
 
-    def __call__(self, preds: Any, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+    def __call__(self, preds: Any, batch: dict[str, Any], teacher: dict[str, torch.Tensor] | None = None) -> tuple[torch.Tensor, dict]:
         if not isinstance(preds, list):  # the validator's decoded output: one read-out
-            return self.criterion(preds, batch)
+            loss, items = self.criterion(preds, batch)
+            return loss, {**items, "kd_loss": torch.zeros_like(next(iter(items.values())))}
         losses = [self.criterion(p, batch) for p in preds]
         items = {name: sum(d[name] for _, d in losses) / len(losses) for name in losses[0][1]}
-        return sum(l for l, _ in losses) / len(losses), items
+        total = sum(l for l, _ in losses) / len(losses)
+        kd = torch.zeros((), device=total.device)
+        if teacher is not None and self.distill > 0:
+            kd = sum(
+                torch.nn.functional.mse_loss(p[key], teacher[key]) for p in preds for key in ("boxes", "scores")
+            ) / len(preds)
+            total = total + self.distill * kd * preds[0]["scores"].shape[0]  # ultralytics' losses scale with the batch
+        return total, {**items, "kd_loss": kd.detach()}
 
 
 def separate_neuron_parameters(optimizer: torch.optim.Optimizer, model: torch.nn.Module) -> torch.optim.Optimizer:
@@ -96,8 +107,32 @@ class SpikingDetectionModel(DetectionModel):
             return steps_of(out, steps=steps, batch=batch, timesteps=self.timesteps)
         return steps_of(out, steps=steps, batch=batch, timesteps=[steps])[0]
 
+    def set_teacher(self, ann: torch.nn.Module | None, *, distill: float) -> None:
+        """The ANN whose raw read-outs the loss distils towards (kept out of parameters, EMA and checkpoints)."""
+        if ann is not None:
+            ann = ann.eval().requires_grad_(False)
+        object.__setattr__(self, "_teacher", ann)
+        self.distill = distill if ann is not None else 0.0
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(super().__getstate__())
+        state.pop("_teacher", None)
+        return state
+
+    def loss(self, batch: dict[str, Any], preds: Any = None) -> tuple[torch.Tensor, dict]:
+        if getattr(self, "criterion", None) is None:
+            self.criterion = self.init_criterion()
+        if preds is None:
+            preds = self.forward(batch["img"])
+        teacher = getattr(self, "_teacher", None)
+        if teacher is None or not isinstance(preds, list):
+            return self.criterion(preds, batch)
+        with torch.no_grad():
+            target = teacher.to(batch["img"].device)(batch["img"])[1]
+        return self.criterion(preds, batch, teacher=target)
+
     def init_criterion(self) -> AnytimeLoss:
-        return AnytimeLoss(super().init_criterion())
+        return AnytimeLoss(super().init_criterion(), distill=getattr(self, "distill", 0.0))
 
     def fuse(self, verbose: bool = True, imgsz: int = 640) -> "SpikingDetectionModel":
         """BatchNorm was folded at conversion: nothing left to fuse."""
@@ -121,6 +156,8 @@ class SpikingDetectionTrainer(DetectionTrainer):
             surrogate=options.get("surrogate", "triangle"), detach_reset=options.get("detach_reset", True),
         )
         model = SpikingDetectionModel.from_converted(net, timesteps=options["timesteps"], val_T=options.get("val_T"))
+        distill = float(options.get("distill", 0.0))
+        model.set_teacher(load_ann(options["teacher"])[0] if distill > 0 else None, distill=distill)
         return self.set_model_names_for_load(model)
 
     def build_optimizer(self, model: torch.nn.Module, *args: Any, **kwargs: Any) -> torch.optim.Optimizer:
@@ -144,11 +181,14 @@ def finetune_yolo_snn(
     train_v0: bool = False,
     surrogate: str = "triangle",
     detach_reset: bool = True,
+    distill: float = 0.0,
+    teacher: str | Path | None = None,
     extra: dict[str, Any] | None = None,
 ) -> tuple[Path, Any]:
     """Fine-tune the spiking YOLO in checkpoint ``snn`` on ``data_yaml``; return the run folder and trainer.
 
-    ``extra`` passes further ultralytics train arguments (``lr0``, ``optimizer``, ``mosaic``, ...).
+    ``distill`` > 0 adds the read-out distillation term towards the ANN checkpoint ``teacher``. ``extra`` passes
+    further ultralytics train arguments (``lr0``, ``optimizer``, ``mosaic``, ...).
     """
     unknown = sorted(set(extra or {}) - set(DEFAULT_CFG_DICT))
     if unknown:
@@ -160,7 +200,8 @@ def finetune_yolo_snn(
     cfg = dict(config["yaml"])
     cfg["spikedet"] = {
         "snn": str(Path(snn).resolve()), "timesteps": timesteps, "train_thresholds": train_thresholds,
-        "train_v0": train_v0, "surrogate": surrogate, "detach_reset": detach_reset,
+        "train_v0": train_v0, "surrogate": surrogate, "detach_reset": detach_reset, "distill": distill,
+        "teacher": str(Path(teacher).resolve()) if teacher else None,
     }
     yaml_path = out_dir / "model.yaml"
     yaml_path.write_text(yaml.safe_dump(cfg, sort_keys=False))

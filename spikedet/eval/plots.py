@@ -27,8 +27,9 @@ def _metric(entry: object, key: str, where: str) -> float:
     return float(entry[key])
 
 
-def _curve(results: dict, key: str) -> tuple[list[int], list[float], float]:
-    """(timesteps, SNN values, ANN value) of one metric, timesteps sorted."""
+def _curve(results: dict, key: str, x: str = "T") -> tuple[list[int], list[float], float]:
+    """(x values, SNN values, ANN value) of one metric, sorted by x: the timesteps T, or (``x="steps_total"``)
+    the steps each T really simulated."""
     snn = results.get("snn") if isinstance(results, dict) else None
     if not isinstance(snn, dict) or not snn:
         raise ValueError("results: 'snn' must be a non-empty dict {timesteps: metrics}")
@@ -40,18 +41,20 @@ def _curve(results: dict, key: str) -> tuple[list[int], list[float], float]:
             raise ValueError(f"results: snn key {t!r} is not an integer number of timesteps") from None
         if steps < 1:
             raise ValueError(f"results: snn key {t!r} must be >= 1 timestep")
+        if x == "steps_total":
+            steps = int(_metric(entry, "steps_total", f"snn[{t!r}]"))
         points.append((steps, _metric(entry, key, f"snn[{t!r}]")))
     points.sort()
     return [t for t, _ in points], [v for _, v in points], _metric(results.get("ann"), key, "'ann'")
 
 
-def _new_axes(title: str):
+def _new_axes(title: str, xlabel: str = "timesteps T"):
     fig = Figure(figsize=(6.4, 4.4), layout="constrained")
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
     ax.set_title(title)
     ax.set_xscale("log", base=2)
-    ax.set_xlabel("timesteps T")
+    ax.set_xlabel(xlabel)
     ax.set_ylabel("mAP")
     ax.grid(True, alpha=0.3)
     return fig, ax
@@ -81,16 +84,19 @@ def plot_map_vs_timesteps(results: dict, path: str | Path) -> Path:
     return _save(fig, ax, steps, path)
 
 
-def plot_methods(results_by_method: dict[str, dict], path: str | Path) -> Path:
-    """PNG of SNN mAP50-95 vs T, one line per method; each method's ANN as a dashed line of its colour."""
+def plot_methods(results_by_method: dict[str, dict], path: str | Path, *, x: str = "T") -> Path:
+    """PNG of SNN mAP50-95 vs T (or ``x="steps_total"``: vs the steps each simulation really took), one line per
+    method; each method's ANN as a dashed line of its colour (once per distinct ANN value)."""
+    if x not in ("T", "steps_total"):
+        raise ValueError(f"x must be 'T' or 'steps_total', got {x!r}")
     if not isinstance(results_by_method, dict) or not results_by_method:
         raise ValueError("results_by_method must be a non-empty dict {method: results}")
     datasets = sorted({str(r.get("dataset", "?")) for r in results_by_method.values() if isinstance(r, dict)})
-    fig, ax = _new_axes(f"{', '.join(datasets)} - mAP50-95 by method")
+    fig, ax = _new_axes(f"{', '.join(datasets)} - mAP50-95 by method", "timesteps T" if x == "T" else "steps_total")
     steps: set[int] = set()
     for i, (method, results) in enumerate(results_by_method.items()):
         try:
-            ts, values, ann = _curve(results, "map50_95")
+            ts, values, ann = _curve(results, "map50_95", x)
         except ValueError as err:
             raise ValueError(f"method {method!r}: {err}") from None
         colour = f"C{i % 10}"

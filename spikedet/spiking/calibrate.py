@@ -91,12 +91,23 @@ def _if_rate_differentiable(current: torch.Tensor, theta: torch.Tensor, v0: torc
     return total / current.shape[0]
 
 
-def _synaptic_layer(net: nn.Module, neuron_name: str) -> nn.Module | None:
-    """The conv feeding a neuron: the ``conv`` sibling of an ultralytics-style ``Conv`` (conv, bn, act)."""
+def _synaptic_layer(net: nn.Module, neuron_name: str) -> nn.Conv2d | None:
+    """The conv feeding a neuron: the ``conv`` sibling of an ultralytics-style ``Conv`` (conv, bn, act), or the
+    nearest conv before it in an ``nn.Sequential(conv, bn, act)`` block (SSD), with only a folded BN between."""
     parent_name, _, attr = neuron_name.rpartition(".")
     parent = net.get_submodule(parent_name) if parent_name else net
     conv = getattr(parent, "conv", None)
-    return conv if attr == "act" and isinstance(conv, nn.Conv2d) else None
+    if attr == "act" and isinstance(conv, nn.Conv2d):
+        return conv
+    if isinstance(parent, nn.Sequential):
+        names = list(parent._modules)
+        for before in reversed(names[: names.index(attr)]):
+            module = parent._modules[before]
+            if isinstance(module, nn.Conv2d):
+                return module
+            if not isinstance(module, nn.Identity):  # BN folded at conversion became Identity
+                break
+    return None
 
 
 @torch.no_grad()
@@ -255,6 +266,9 @@ def calibrate_layerwise(
 
     hooks = [m.register_forward_hook(calibrate_layer) for m in names]
     if weight_steps:
+        orphans = [n for n in names.values() if _synaptic_layer(net, n) is None]
+        if orphans:
+            raise ValueError(f"weight calibration: no conv found feeding neuron layer(s) {orphans[:3]}")
         hooks += [
             conv.register_forward_pre_hook(remember_input)
             for conv in (_synaptic_layer(net, n) for n in names.values())

@@ -1,0 +1,122 @@
+"""Spike-aware fine-tuning of a converted SSD with spikedet's SSD loop pieces (augmentation, SSD loss, AdamW
+with warm-up and cosine decay): the T-step simulation forward, the surrogate gradient backward, the SSD loss
+averaged over the read-outs after every T of ``timesteps`` (optionally plus distillation towards the ANN's
+head output). A progress bar per epoch, one JSON line per epoch, pycocotools mAP at max(T) every ``val_every``.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from ..checkpoint import load_checkpoint, save_checkpoint
+from ..data.records import DetectionDataset
+from ..models.ssd_loss import SSDLoss
+from ..spiking.convert import spiking_modules
+from ..spiking.trainable import make_trainable, simulation, steps_of
+from .evaluate import evaluate_snn, load_ann, load_snn
+from .ssd_train import AugmentedDetections, collate, lr_factor, resolve_device
+
+__all__ = ["SSD_FINETUNE_DEFAULTS", "finetune_ssd_snn"]
+
+# Settings ``extra`` may override: a fine-tune's small learning rate, and no weight decay on a trained network.
+SSD_FINETUNE_DEFAULTS: dict[str, Any] = {"lr0": 1e-4, "weight_decay": 0.0, "warmup_epochs": 0.2, "workers": 2, "val_every": 1}
+NEURON_LR_SCALE = 10.0  # thresholds are ~100× larger than conv weights; see yolo_finetune.NEURON_LR_SCALE
+
+
+def _head_output(net: nn.Module, images: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The SSD head's raw output (box regression and class logits) whatever the module's mode."""
+    return net.head(net.backbone(images))
+
+
+def finetune_ssd_snn(
+    snn: str | Path,
+    train: DetectionDataset,
+    val: DetectionDataset,
+    path: str | Path,
+    *,
+    timesteps: list[int],
+    epochs: int,
+    imgsz: int,
+    batch: int,
+    device: str = "cpu",
+    train_thresholds: bool = True,
+    train_v0: bool = False,
+    surrogate: str = "triangle",
+    distill: float = 0.0,
+    teacher: str | Path | None = None,
+    extra: dict[str, Any] | None = None,
+    meta: dict[str, Any] | None = None,
+) -> Path:
+    """Fine-tune the spiking SSD in checkpoint ``snn``; write the fine-tuned spiking checkpoint to ``path``."""
+    unknown = set(extra or {}) - set(SSD_FINETUNE_DEFAULTS)
+    if unknown:
+        raise ValueError(f"unknown SSD fine-tuning settings {sorted(unknown)}; known: {', '.join(SSD_FINETUNE_DEFAULTS)}")
+    settings = {**SSD_FINETUNE_DEFAULTS, **(extra or {})}
+    dev = resolve_device(device)
+    config, _, _ = load_checkpoint(snn, kind="snn")
+    network, _ = load_snn(snn)
+    net = make_trainable(network.net, thresholds=train_thresholds, v0=train_v0, surrogate=surrogate).to(dev)
+    ann = load_ann(teacher)[0].to(dev).requires_grad_(False) if distill > 0 else None
+    stateful, steps = spiking_modules(net), timesteps[-1]
+    criterion = SSDLoss(net.decode.box_coder)
+
+    neuron = [p for n, p in net.named_parameters() if n.endswith((".threshold", ".v0"))]
+    ids = {id(p) for p in neuron}
+    weights = [p for p in net.parameters() if p.requires_grad and id(p) not in ids]
+    optimizer = torch.optim.AdamW([
+        {"params": [p for p in weights if p.dim() > 1], "weight_decay": settings["weight_decay"]},
+        {"params": [p for p in weights if p.dim() <= 1], "weight_decay": 0.0},
+        {"params": neuron, "weight_decay": 0.0, "lr": settings["lr0"] * NEURON_LR_SCALE},
+    ], lr=settings["lr0"])
+    loader = DataLoader(
+        AugmentedDetections(train, imgsz), batch_size=batch, shuffle=True, collate_fn=collate,
+        drop_last=len(train) > batch, num_workers=int(settings["workers"]), persistent_workers=int(settings["workers"]) > 0,
+    )
+    total, warmup = epochs * len(loader), max(1, round(settings["warmup_epochs"] * len(loader)))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, total, warmup))
+    history: list[dict[str, Any]] = []
+    for epoch in range(epochs):
+        net.train()
+        started, sums, seen = time.perf_counter(), {"loss": 0.0, "box": 0.0, "cls": 0.0, "kd": 0.0}, 0
+        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{epochs}", leave=False)
+        for images, targets in bar:
+            images = images.to(dev)
+            targets = [{k: v.to(dev) for k, v in t.items()} for t in targets]
+            with simulation(stateful, network.ctx, batch=images.shape[0], steps=steps):
+                output = net(images)
+            reads = steps_of(output, steps=steps, batch=images.shape[0], timesteps=timesteps)
+            parts = [criterion(r, targets) for r in reads]
+            loss = sum(l for l, _ in parts) / len(parts)
+            kd = torch.zeros((), device=dev)
+            if ann is not None:
+                with torch.no_grad():
+                    target = _head_output(ann.eval(), images)
+                kd = sum(nn.functional.mse_loss(r[k], target[k]) for r in reads for k in target) / len(reads)
+                loss = loss + distill * kd
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"epoch {epoch + 1}: the loss is {float(loss)}; lower lr0 (now {settings['lr0']})")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(net.parameters(), 10.0)
+            optimizer.step()
+            scheduler.step()
+            seen += 1
+            for key, value in (("loss", float(loss.detach())), ("kd", float(kd.detach())), *((k, sum(p[k] for _, p in parts) / len(parts)) for k in ("box", "cls"))):
+                sums[key] += value
+            bar.set_postfix({k: f"{v / seen:.3f}" for k, v in sums.items()})
+        row = {"epoch": epoch + 1, **{k: v / max(1, seen) for k, v in sums.items()}, "seconds": time.perf_counter() - started}
+        if (epoch + 1) % int(settings["val_every"]) == 0 or epoch + 1 == epochs:
+            net.eval()
+            metrics, _, _ = evaluate_snn(network, val, [steps], imgsz, batch=16)
+            row.update(val_map50_95=metrics[steps]["map50_95"], val_map50=metrics[steps]["map50"], val_T=steps)
+        history.append(row)
+        print(json.dumps(row))
+    net.eval().cpu()
+    return save_checkpoint(path, net, "snn", dict(config, finetune=dict(meta or {}, history=history)))
