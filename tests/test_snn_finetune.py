@@ -158,21 +158,25 @@ def _labelled_batch(folder: Path, size: int = 160) -> dict[str, torch.Tensor]:
             "cls": torch.tensor(classes), "bboxes": torch.tensor(boxes, dtype=torch.float32)}
 
 
-def test_snn_detection_loss_falls_on_a_fixed_batch(shipped_snn, tmp_path: Path) -> None:
-    """A few steps of spike-aware training (T = 1, 2 at once) lower ultralytics' detection loss."""
+@pytest.mark.parametrize("distill", [0.0, 1.0])
+def test_snn_detection_loss_falls_on_a_fixed_batch(shipped_snn, tmp_path: Path, distill: float) -> None:
+    """A few steps of spike-aware training (T = 1, 2 at once) lower ultralytics' detection loss, with and
+    without the distillation term towards the ANN's read-outs."""
     from spikedet.engine.yolo_finetune import SpikingDetectionModel, separate_neuron_parameters
     from ultralytics.cfg import get_cfg
 
     batch = _labelled_batch(tmp_path)
     model = SpikingDetectionModel.from_converted(make_trainable(copy.deepcopy(shipped_snn.net)), timesteps=[1, 2])
     model.args = get_cfg()
+    model.set_teacher(load_ann(ROOT / "weights" / "yolov8n_qcfs_l4_synthetic.pt")[0] if distill else None, distill=distill)
     optimizer = separate_neuron_parameters(torch.optim.AdamW(model.parameters(), lr=1e-3), model)
     assert len(optimizer.param_groups) == 2 and optimizer.param_groups[1]["lr"] > optimizer.param_groups[0]["lr"]
     model.train()
     losses = []
     for _ in range(8):
         loss, items = model(copy.deepcopy(batch))  # ultralytics' criterion rescales the boxes in place
-        assert set(items) == {"box_loss", "cls_loss", "dfl_loss"}
+        assert set(items) == {"box_loss", "cls_loss", "dfl_loss", "kd_loss"}
+        assert (float(items["kd_loss"]) > 0) == bool(distill)
         optimizer.zero_grad()
         loss.sum().backward()
         optimizer.step()
@@ -247,3 +251,15 @@ def test_finetune_tool_refuses_bad_input_in_one_line(args: list[str], message: s
     assert result.returncode == 2, result.stderr[-2000:]
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], result.stderr[-2000:]
+
+
+@pytest.mark.parametrize("backend", ["torch", "onnxruntime"])
+def test_finetuned_checkpoint_runs_in_the_demo(finetuned, tmp_path: Path, backend: str) -> None:
+    from spikedet.data import load_dataset
+    from spikedet.deploy import make_video, run_demo
+
+    path, data, _ = finetuned
+    video = make_video(load_dataset(data, "val").records[:3], tmp_path / "clip.mp4", fps=10, hold=1)
+    summary = run_demo(str(video), path, timesteps=2, imgsz=64, save=tmp_path / "out.mp4", show=False, progress=False,
+                       backend=backend)
+    assert summary.error is None and summary.frames == 3

@@ -77,10 +77,17 @@ def test_snn_checkpoint_reproduces_the_conversion(converted: tuple[dict, Path], 
     assert len(summary["coco_lines"]["SNN T=2"]) == 12
 
 
-def test_wrong_checkpoint_kind(converted: tuple[dict, Path], tiny_data: Path, tmp_path: Path) -> None:
-    _, out = converted
-    with pytest.raises(CheckpointError, match="SNN model, but a ANN model is required"):
+def test_spiking_checkpoint_is_evaluated_as_stored(converted: tuple[dict, Path], tiny_data: Path, tmp_path: Path) -> None:
+    """convert_det.py --weights SNN: the stored network beside its ANN, the same numbers as the conversion."""
+    results, out = converted
+    with pytest.raises(ValueError, match="already spiking"):
         convert_detector(out / "snn_qcfs.pt", tiny_data, "qcfs", [1], tmp_path)
+    again = convert_detector(out / "snn_qcfs.pt", tiny_data, None, [1, 2], tmp_path, batch=4)
+    assert again["method"] == "qcfs" and again["ann"]["map50_95"] == results["ann"]["map50_95"]
+    for t in ("1", "2"):
+        assert again["snn"][t]["map50_95"] == results["snn"][t]["map50_95"]
+        assert again["snn"][t]["sops"] == pytest.approx(results["snn"][t]["sops"])
+    assert (tmp_path / "map_vs_T.png").is_file()
 
 
 def test_pickled_checkpoint_is_refused(tmp_path: Path) -> None:

@@ -16,10 +16,14 @@ from spikedet.cli import parse_assignments, parse_timesteps, run_cli  # noqa: E4
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--weights", default=None, help="spikedet ANN checkpoint (default: the shipped synthetic model)")
+    parser.add_argument(
+        "--weights", default=None,
+        help="spikedet ANN checkpoint to convert, or SNN checkpoint (a fine-tuned one) to evaluate as stored beside "
+        "its ANN (default: the shipped synthetic model)",
+    )
     parser.add_argument("--data", default=None, help="dataset (default: the one the model was trained on)")
     parser.add_argument("--split", default=None, help="evaluation split (default: the dataset's eval split)")
-    parser.add_argument("--method", default="qcfs", help="conversion recipe, see configs/convert/")
+    parser.add_argument("--method", default=None, help="conversion recipe of an ANN checkpoint, see configs/convert/ (default qcfs)")
     parser.add_argument("--T", default="1,2,4,8", help="time steps, e.g. 4 or 1,2,4,8 (one simulation for all)")
     parser.add_argument("--imgsz", type=int, default=None, help="input size (default: the training size)")
     parser.add_argument("--batch", type=int, default=8)
@@ -45,7 +49,7 @@ def main() -> None:
         )
         print(format_table(results))
         print(f"results: {Path(args.out) / 'results.json'}  plot: {Path(args.out) / 'map_vs_T.png'}  "
-              f"spiking checkpoint: {Path(args.out) / f'snn_{args.method}.pt'}")
+              f"spiking checkpoint: {results['checkpoint']}")
 
     run_cli(job)
 

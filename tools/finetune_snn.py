@@ -31,6 +31,7 @@ def main() -> None:
     parser.add_argument("--surrogate", default="triangle", help="surrogate derivative of the spike: triangle or sigmoid")
     parser.add_argument("--fixed-thresholds", action="store_true", help="keep the thresholds θ = λ (train weights only)")
     parser.add_argument("--distill", type=float, default=0.0, help="weight of the distillation term towards the ANN's read-outs")
+    parser.add_argument("--layer-distill", type=float, default=0.0, help="weight of the layer-wise distillation term (each neuron layer's rate towards the ANN activation)")
     parser.add_argument("--teacher", default=None, help="ANN checkpoint to distil from (default: the one the SNN came from)")
     parser.add_argument("--train-v0", action="store_true", help="also train each layer's initial potential")
     parser.add_argument(
@@ -52,7 +53,7 @@ def main() -> None:
             args.weights, data=args.data, out=args.out, method=args.method, timesteps=parse_timesteps(args.T),
             epochs=args.epochs, imgsz=args.imgsz, batch=args.batch, device=args.device,
             train_thresholds=not args.fixed_thresholds, train_v0=args.train_v0, surrogate=args.surrogate,
-            distill=args.distill, teacher=args.teacher, extra=parse_settings(args.set, "--set") or None,
+            distill=args.distill, layer_distill=args.layer_distill, teacher=args.teacher, extra=parse_settings(args.set, "--set") or None,
         )
         print(f"checkpoint: {path}")
 

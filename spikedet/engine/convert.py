@@ -5,11 +5,11 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..checkpoint import save_checkpoint
+from ..checkpoint import load_checkpoint, save_checkpoint
 from ..eval.plots import plot_map_vs_timesteps
-from ..recipes import get_recipe, override_recipe
+from ..recipes import Recipe, get_recipe, override_recipe
 from ..spiking.runtime import check_timesteps
-from .evaluate import DEFAULT_WEIGHTS, eval_dataset, evaluate_ann, load_ann
+from .evaluate import DEFAULT_WEIGHTS, eval_dataset, evaluate_ann, evaluate_snn, load_ann, load_snn, source_ann
 from .recipe_run import run_recipe
 
 __all__ = ["convert_detector", "format_table"]
@@ -22,7 +22,7 @@ def _summary(metrics: dict[str, Any]) -> dict[str, Any]:
 def convert_detector(
     weights: str | Path | None = None,
     data: str | Path | None = None,
-    method: str = "qcfs",
+    method: str | None = None,
     timesteps: list[int] = (1, 2, 4, 8),
     out: str | Path = "runs/convert",
     imgsz: int | None = None,
@@ -41,6 +41,12 @@ def convert_detector(
     """
     timesteps = sorted(set(check_timesteps(list(timesteps))))
     weights = Path(weights) if weights else DEFAULT_WEIGHTS
+    if load_checkpoint(weights)[2] == "snn":
+        if method is not None or recipe_settings or calib_images is not None:
+            raise ValueError(f"{weights} is already spiking: --method, --set and --calib-images apply to ANN checkpoints")
+        return _evaluate_spiking(weights, data=data, timesteps=timesteps, out=Path(out), imgsz=imgsz, batch=batch,
+                                 split=split, max_images=max_images)
+    method = method or "qcfs"
     ann, config = load_ann(weights)
     dataset, data = eval_dataset(config, data, split, max_images)
     print(dataset.summary())
@@ -66,10 +72,44 @@ def convert_detector(
     }
     if calibration is not None:
         (out / "calibration.json").write_text(json.dumps(calibration, indent=2))
-    (out / "results.json").write_text(json.dumps(results, indent=2))
     (out / "energy.json").write_text(monitor.to_json(network.schedule.simulated_steps(timesteps[-1])))
     snn_config = dict(config, recipe=recipe.to_dict(), timesteps=timesteps, ann_weights=str(weights.resolve()))
-    save_checkpoint(out / f"snn_{method}.pt", network.net, "snn", snn_config)
+    results["checkpoint"] = str(save_checkpoint(out / f"snn_{method}.pt", network.net, "snn", snn_config))
+    plot_map_vs_timesteps(results, out / "map_vs_T.png")
+    (out / "results.json").write_text(json.dumps(results, indent=2))
+    return results
+
+
+def _evaluate_spiking(
+    weights: Path, *, data: str | Path | None, timesteps: list[int], out: Path, imgsz: int | None, batch: int,
+    split: str | None, max_images: int | None,
+) -> dict[str, Any]:
+    """A spiking checkpoint (a fine-tuned network, say) evaluated as stored, beside the ANN it came from."""
+    network, config = load_snn(weights)
+    ann_path = source_ann(config, weights)
+    if ann_path is None:
+        raise ValueError(
+            f"{weights} does not name the ANN it was converted from (or that file is gone): evaluate it alone "
+            "with tools/eval_coco.py"
+        )
+    ann, _ = load_ann(ann_path)
+    dataset, data = eval_dataset(config, data, split, max_images)
+    print(dataset.summary())
+    imgsz = imgsz or config.get("imgsz", 320)
+    recipe = Recipe.from_dict(config["recipe"])
+    method = recipe.name + ("+ft" if config.get("finetune") else "")
+    ann_metrics, _ = evaluate_ann(ann, dataset, imgsz, batch)
+    snn_metrics, _, monitor = evaluate_snn(network, dataset, timesteps, imgsz, batch, anytime=recipe.anytime)
+    ann_metrics["energy_mj"] = snn_metrics[timesteps[0]]["ann_energy_mj"]
+    out.mkdir(parents=True, exist_ok=True)
+    results = {
+        "dataset": f"{data}:{dataset.split}", "method": method, "weights": str(weights), "ann_weights": str(ann_path),
+        "imgsz": imgsz, "images": len(dataset), "ann": _summary(ann_metrics),
+        "snn": {str(t): _summary({k: v for k, v in m.items() if k != "ann_energy_mj"}) for t, m in snn_metrics.items()},
+        "checkpoint": str(weights),
+    }
+    (out / "results.json").write_text(json.dumps(results, indent=2))
+    (out / "energy.json").write_text(monitor.to_json(network.schedule.simulated_steps(timesteps[-1])))
     plot_map_vs_timesteps(results, out / "map_vs_T.png")
     return results
 

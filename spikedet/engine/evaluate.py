@@ -22,7 +22,7 @@ from ..spiking.runtime import SpikingNetwork, check_timesteps
 from .inference import predict_dataset
 
 __all__ = [
-    "DEFAULT_WEIGHTS", "load_ann", "load_snn", "load_detector", "check_classes", "eval_dataset", "evaluate_ann",
+    "DEFAULT_WEIGHTS", "load_ann", "load_snn", "load_detector", "source_ann", "check_classes", "eval_dataset", "evaluate_ann",
     "evaluate_snn",
 ]
 
@@ -54,6 +54,20 @@ def load_snn(weights: str | Path) -> tuple[SpikingNetwork, dict]:
             module.v0 = stored.clone()  # calibrated potentials may be per channel
     network.net.load_state_dict(state)
     return network, config
+
+
+def source_ann(config: dict, snn_path: str | Path) -> Path | None:
+    """The ANN checkpoint a spiking checkpoint was converted from (``ann_weights`` in its config), or None.
+
+    The stored path is absolute on the machine that converted it; a copy of the ANN beside the spiking
+    checkpoint (shipped weights move together) is found by its file name."""
+    stored = config.get("ann_weights")
+    if not stored:
+        return None
+    for candidate in (Path(stored), Path(snn_path).parent / Path(stored).name):
+        if candidate.is_file():
+            return candidate
+    return None
 
 
 def load_detector(weights: str | Path) -> tuple[str, Any, dict]:

@@ -18,14 +18,14 @@ from ..recipes import get_recipe
 from ..spiking.runtime import check_timesteps
 from ..spiking.surrogate import SURROGATES
 from ..spiking.trainable import check_trainable
-from .evaluate import build_snn, check_classes, load_ann
+from .evaluate import build_snn, check_classes, load_ann, source_ann
 from .train import dataset_spec
 
 __all__ = ["FINETUNE_DEFAULTS", "finetune_snn", "prepare_snn"]
 
 # The recommended settings (README, "Spike-aware fine-tuning"); each is a keyword of finetune_snn.
 FINETUNE_DEFAULTS: dict[str, Any] = {
-    "timesteps": (1, 2, 4), "epochs": 10, "batch": 16, "surrogate": "triangle", "distill": 0.0,
+    "timesteps": (1, 2, 4), "epochs": 10, "batch": 16, "surrogate": "triangle", "distill": 0.0, "layer_distill": 0.0,
 }
 
 
@@ -49,9 +49,9 @@ def prepare_snn(weights: str | Path, *, method: str, out: Path) -> Path:
     return path
 
 
-def _teacher(config: dict[str, Any], teacher: str | Path | None) -> Path:
+def _teacher(config: dict[str, Any], teacher: str | Path | None, snn: Path) -> Path:
     """The ANN checkpoint to distil from, checked: it must detect the spiking network's classes."""
-    teacher = teacher or config.get("ann_weights")
+    teacher = teacher or source_ann(config, snn)
     if not teacher:
         raise ValueError("distillation needs the ANN: the spiking checkpoint does not name it, pass --teacher ANN.pt")
     ann_config, _, _ = load_checkpoint(teacher, kind="ann")
@@ -75,6 +75,7 @@ def finetune_snn(
     train_v0: bool = False,
     surrogate: str = FINETUNE_DEFAULTS["surrogate"],
     distill: float = FINETUNE_DEFAULTS["distill"],
+    layer_distill: float = FINETUNE_DEFAULTS["layer_distill"],
     teacher: str | Path | None = None,
     extra: dict[str, Any] | None = None,
 ) -> Path:
@@ -82,7 +83,8 @@ def finetune_snn(
 
     ``weights``: a spiking checkpoint of an online IF recipe (qcfs, dual_phase), or an ANN checkpoint converted
     here with ``method``. ``timesteps``: the T whose read-outs the loss averages (one simulation to the largest).
-    ``distill``: weight of the distillation term towards the ANN's read-outs; ``teacher`` is that ANN's checkpoint
+    ``distill`` / ``layer_distill``: weights of the distillation terms towards the ANN's read-outs / each neuron
+    layer's activation; ``teacher`` is that ANN's checkpoint
     (default: the one the spiking checkpoint was converted from). ``extra``: trainer settings (ultralytics train arguments for YOLO; lr0, weight_decay, workers for SSD).
     The checkpoint is ``out/<source name>_ft.pt``.
     """
@@ -97,7 +99,7 @@ def finetune_snn(
     out.mkdir(parents=True, exist_ok=True)
     snn = prepare_snn(weights, method=method, out=out)
     config, _, _ = load_checkpoint(snn, kind="snn")
-    teacher = _teacher(config, teacher) if distill > 0 else None
+    teacher = _teacher(config, teacher, snn) if distill > 0 or layer_distill > 0 else None
     data = data or config.get("dataset") or "synthetic"
     imgsz = imgsz or config.get("imgsz", 320)
     train_split, val_split = default_splits(data)
@@ -109,7 +111,7 @@ def finetune_snn(
     meta = {
         "source": str(Path(snn).resolve()), "dataset": dataset_spec(data), "train_split": train_split,
         "timesteps": timesteps, "epochs": epochs, "imgsz": imgsz, "batch": batch, "train_thresholds": train_thresholds,
-        "train_v0": train_v0, "surrogate": surrogate, "distill": distill,
+        "train_v0": train_v0, "surrogate": surrogate, "distill": distill, "layer_distill": layer_distill,
         "teacher": str(teacher) if teacher else None, "extra": extra or {},
     }
     path = out / f"{Path(snn).stem}_ft.pt"
@@ -121,7 +123,7 @@ def finetune_snn(
         _, trainer = finetune_yolo_snn(
             snn, export_ultralytics(train, val), out, timesteps=timesteps, epochs=epochs, imgsz=imgsz, batch=batch,
             device=device, train_thresholds=train_thresholds, train_v0=train_v0, surrogate=surrogate,
-            distill=distill, teacher=teacher, extra=extra,
+            distill=distill, layer_distill=layer_distill, teacher=teacher, extra=extra,
         )
         meta["seconds"] = round(time.perf_counter() - start, 1)
         return export_finetuned(trainer, path, source=snn, meta=meta)
@@ -131,6 +133,6 @@ def finetune_snn(
         return finetune_ssd_snn(
             snn, train, val, path, timesteps=timesteps, epochs=epochs, imgsz=imgsz, batch=batch, device=device,
             train_thresholds=train_thresholds, train_v0=train_v0, surrogate=surrogate, distill=distill,
-            teacher=teacher, extra=extra, meta=meta,
+            layer_distill=layer_distill, teacher=teacher, extra=extra, meta=meta,
         )
     raise ValueError(f"spike-aware fine-tuning supports the yolo and ssd families, not '{family}'")

@@ -19,6 +19,7 @@ from ..checkpoint import load_checkpoint, save_checkpoint
 from ..data.records import DetectionDataset
 from ..models.ssd_loss import SSDLoss
 from ..spiking.convert import spiking_modules
+from ..spiking.distill import layer_distillation, matched_layers, record_outputs
 from ..spiking.trainable import make_trainable, simulation, steps_of
 from .evaluate import evaluate_snn, load_ann, load_snn
 from .ssd_train import AugmentedDetections, collate, lr_factor, resolve_device
@@ -50,6 +51,7 @@ def finetune_ssd_snn(
     train_v0: bool = False,
     surrogate: str = "triangle",
     distill: float = 0.0,
+    layer_distill: float = 0.0,
     teacher: str | Path | None = None,
     extra: dict[str, Any] | None = None,
     meta: dict[str, Any] | None = None,
@@ -63,7 +65,8 @@ def finetune_ssd_snn(
     config, _, _ = load_checkpoint(snn, kind="snn")
     network, _ = load_snn(snn)
     net = make_trainable(network.net, thresholds=train_thresholds, v0=train_v0, surrogate=surrogate).to(dev)
-    ann = load_ann(teacher)[0].to(dev).requires_grad_(False) if distill > 0 else None
+    ann = load_ann(teacher)[0].to(dev).eval().requires_grad_(False) if distill > 0 or layer_distill > 0 else None
+    pairs = matched_layers(net, ann) if ann is not None else {}
     stateful, steps = spiking_modules(net), timesteps[-1]
     criterion = SSDLoss(net.decode.box_coder)
 
@@ -90,16 +93,21 @@ def finetune_ssd_snn(
             images = images.to(dev)
             targets = [{k: v.to(dev) for k, v in t.items()} for t in targets]
             with simulation(stateful, network.ctx, batch=images.shape[0], steps=steps):
-                output = net(images)
+                with record_outputs({n: neuron for n, (neuron, _) in pairs.items()}) as spikes:
+                    output = net(images)
             reads = steps_of(output, steps=steps, batch=images.shape[0], timesteps=timesteps)
             parts = [criterion(r, targets) for r in reads]
             loss = sum(l for l, _ in parts) / len(parts)
             kd = torch.zeros((), device=dev)
             if ann is not None:
-                with torch.no_grad():
-                    target = _head_output(ann.eval(), images)
-                kd = sum(nn.functional.mse_loss(r[k], target[k]) for r in reads for k in target) / len(reads)
-                loss = loss + distill * kd
+                with torch.no_grad(), record_outputs({n: act for n, (_, act) in pairs.items()}) as acts:
+                    target = _head_output(ann, images)
+                if distill > 0:
+                    kd = kd + distill * sum(nn.functional.mse_loss(r[k], target[k]) for r in reads for k in target) / len(reads)
+                if layer_distill > 0:
+                    thresholds = {n: neuron.threshold for n, (neuron, _) in pairs.items()}
+                    kd = kd + layer_distill * layer_distillation(spikes, acts, thresholds, steps=steps, timesteps=timesteps)
+                loss = loss + kd
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"epoch {epoch + 1}: the loss is {float(loss)}; lower lr0 (now {settings['lr0']})")
             optimizer.zero_grad(set_to_none=True)
@@ -118,5 +126,6 @@ def finetune_ssd_snn(
             row.update(val_map50_95=metrics[steps]["map50_95"], val_map50=metrics[steps]["map50"], val_T=steps)
         history.append(row)
         print(json.dumps(row))
-    net.eval().cpu()
-    return save_checkpoint(path, net, "snn", dict(config, finetune=dict(meta or {}, history=history)))
+        # every epoch: an interrupted run keeps what it has learnt (the device copy keeps training)
+        save_checkpoint(path, net, "snn", dict(config, finetune=dict(meta or {}, history=history, epochs_done=epoch + 1)))
+    return Path(path)

@@ -17,11 +17,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as nn_functional
 import yaml
 
 from ..checkpoint import load_checkpoint, save_checkpoint
 from ..env import font_available, import_ultralytics
 from ..spiking.convert import spiking_modules
+from ..spiking.distill import layer_distillation, matched_layers, record_outputs
 from ..spiking.neuron import SpikingNeuron
 from ..spiking.runtime import check_timesteps
 from ..spiking.trainable import attach_context, make_trainable, simulation, steps_of
@@ -41,28 +43,24 @@ from ultralytics.utils import DEFAULT_CFG_DICT  # noqa: E402
 
 
 class AnytimeLoss:
-    """ultralytics' detection criterion averaged over the read-outs after several T (one simulation), plus
-    ``distill`` × the mean squared error between those read-outs and the ANN's (raw box distributions and class
-    logits), which supervises every anchor rather than the few that ground truth assigns."""
+    """ultralytics' detection criterion averaged over the read-outs after several T (one simulation), plus an
+    already weighted distillation term (per image, so scaled with the batch as ultralytics' losses are)."""
 
-    def __init__(self, criterion: Any, *, distill: float = 0.0) -> None:
+    def __init__(self, criterion: Any) -> None:
         self.criterion = criterion
-        self.distill = distill
 
-    def __call__(self, preds: Any, batch: dict[str, Any], teacher: dict[str, torch.Tensor] | None = None) -> tuple[torch.Tensor, dict]:
+    def __call__(self, preds: Any, batch: dict[str, Any], distillation: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
         if not isinstance(preds, list):  # the validator's decoded output: one read-out
             loss, items = self.criterion(preds, batch)
             return loss, {**items, "kd_loss": torch.zeros_like(next(iter(items.values())))}
         losses = [self.criterion(p, batch) for p in preds]
         items = {name: sum(d[name] for _, d in losses) / len(losses) for name in losses[0][1]}
         total = sum(l for l, _ in losses) / len(losses)
-        kd = torch.zeros((), device=total.device)
-        if teacher is not None and self.distill > 0:
-            kd = sum(
-                torch.nn.functional.mse_loss(p[key], teacher[key]) for p in preds for key in ("boxes", "scores")
-            ) / len(preds)
-            total = total + self.distill * kd * preds[0]["scores"].shape[0]  # ultralytics' losses scale with the batch
-        return total, {**items, "kd_loss": kd.detach()}
+        if distillation is None:
+            distillation = torch.zeros((), device=total.device)
+        # ultralytics back-propagates loss.sum() of the (box, cls, dfl) vector: spread the term over its entries
+        total = total + distillation * preds[0]["scores"].shape[0] / total.numel()
+        return total, {**items, "kd_loss": distillation.detach()}
 
 
 def separate_neuron_parameters(optimizer: torch.optim.Optimizer, model: torch.nn.Module) -> torch.optim.Optimizer:
@@ -107,12 +105,15 @@ class SpikingDetectionModel(DetectionModel):
             return steps_of(out, steps=steps, batch=batch, timesteps=self.timesteps)
         return steps_of(out, steps=steps, batch=batch, timesteps=[steps])[0]
 
-    def set_teacher(self, ann: torch.nn.Module | None, *, distill: float) -> None:
-        """The ANN whose raw read-outs the loss distils towards (kept out of parameters, EMA and checkpoints)."""
+    def set_teacher(self, ann: torch.nn.Module | None, *, distill: float = 0.0, layer_distill: float = 0.0) -> None:
+        """The ANN to distil from (kept out of parameters, EMA and checkpoints): ``distill`` weighs the read-out
+        term, ``layer_distill`` the layer-wise one (:mod:`spikedet.spiking.distill`)."""
         if ann is not None:
             ann = ann.eval().requires_grad_(False)
+            matched_layers(self, ann)  # fail now, not at the first batch
         object.__setattr__(self, "_teacher", ann)
         self.distill = distill if ann is not None else 0.0
+        self.layer_distill = layer_distill if ann is not None else 0.0
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(super().__getstate__())
@@ -122,17 +123,27 @@ class SpikingDetectionModel(DetectionModel):
     def loss(self, batch: dict[str, Any], preds: Any = None) -> tuple[torch.Tensor, dict]:
         if getattr(self, "criterion", None) is None:
             self.criterion = self.init_criterion()
-        if preds is None:
-            preds = self.forward(batch["img"])
         teacher = getattr(self, "_teacher", None)
-        if teacher is None or not isinstance(preds, list):
-            return self.criterion(preds, batch)
-        with torch.no_grad():
-            target = teacher.to(batch["img"].device)(batch["img"])[1]
-        return self.criterion(preds, batch, teacher=target)
+        if teacher is None or preds is not None or not self.training:
+            return self.criterion(preds if preds is not None else self.forward(batch["img"]), batch)
+        images = batch["img"]
+        pairs = matched_layers(self, teacher)
+        with record_outputs({n: neuron for n, (neuron, _) in pairs.items()}) as spikes:
+            preds = self.forward(images)
+        with torch.no_grad(), record_outputs({n: act for n, (_, act) in pairs.items()}) as acts:
+            target = teacher.to(images.device)(images)[1]
+        distillation = torch.zeros((), device=images.device)
+        if self.distill > 0:
+            readout = sum(nn_functional.mse_loss(p[k], target[k]) for p in preds for k in ("boxes", "scores"))
+            distillation = distillation + self.distill * readout / len(preds)
+        if self.layer_distill > 0:
+            thresholds = {n: neuron.threshold for n, (neuron, _) in pairs.items()}
+            layer = layer_distillation(spikes, acts, thresholds, steps=self.timesteps[-1], timesteps=self.timesteps)
+            distillation = distillation + self.layer_distill * layer
+        return self.criterion(preds, batch, distillation)
 
     def init_criterion(self) -> AnytimeLoss:
-        return AnytimeLoss(super().init_criterion(), distill=getattr(self, "distill", 0.0))
+        return AnytimeLoss(super().init_criterion())
 
     def fuse(self, verbose: bool = True, imgsz: int = 640) -> "SpikingDetectionModel":
         """BatchNorm was folded at conversion: nothing left to fuse."""
@@ -156,8 +167,9 @@ class SpikingDetectionTrainer(DetectionTrainer):
             surrogate=options.get("surrogate", "triangle"), detach_reset=options.get("detach_reset", True),
         )
         model = SpikingDetectionModel.from_converted(net, timesteps=options["timesteps"], val_T=options.get("val_T"))
-        distill = float(options.get("distill", 0.0))
-        model.set_teacher(load_ann(options["teacher"])[0] if distill > 0 else None, distill=distill)
+        distill, layer_distill = float(options.get("distill", 0.0)), float(options.get("layer_distill", 0.0))
+        teacher = load_ann(options["teacher"])[0] if distill > 0 or layer_distill > 0 else None
+        model.set_teacher(teacher, distill=distill, layer_distill=layer_distill)
         return self.set_model_names_for_load(model)
 
     def build_optimizer(self, model: torch.nn.Module, *args: Any, **kwargs: Any) -> torch.optim.Optimizer:
@@ -182,12 +194,14 @@ def finetune_yolo_snn(
     surrogate: str = "triangle",
     detach_reset: bool = True,
     distill: float = 0.0,
+    layer_distill: float = 0.0,
     teacher: str | Path | None = None,
     extra: dict[str, Any] | None = None,
 ) -> tuple[Path, Any]:
     """Fine-tune the spiking YOLO in checkpoint ``snn`` on ``data_yaml``; return the run folder and trainer.
 
-    ``distill`` > 0 adds the read-out distillation term towards the ANN checkpoint ``teacher``. ``extra`` passes
+    ``distill`` / ``layer_distill`` > 0 add the read-out / layer-wise distillation terms towards the ANN
+    checkpoint ``teacher``. ``extra`` passes
     further ultralytics train arguments (``lr0``, ``optimizer``, ``mosaic``, ...).
     """
     unknown = sorted(set(extra or {}) - set(DEFAULT_CFG_DICT))
@@ -201,6 +215,7 @@ def finetune_yolo_snn(
     cfg["spikedet"] = {
         "snn": str(Path(snn).resolve()), "timesteps": timesteps, "train_thresholds": train_thresholds,
         "train_v0": train_v0, "surrogate": surrogate, "detach_reset": detach_reset, "distill": distill,
+        "layer_distill": layer_distill,
         "teacher": str(Path(teacher).resolve()) if teacher else None,
     }
     yaml_path = out_dir / "model.yaml"
