@@ -364,3 +364,34 @@ def test_weight_calibration_finds_every_ssd_synaptic_layer(weight_fit: str) -> N
     kept = [name for name, layer in report.layers.items() if layer["kept"].startswith("weights")]
     assert kept, report.layers
     assert changed and len(changed) >= len(kept), (changed, kept)
+
+
+def test_spike_aware_fine_tuning_of_the_ssd(tiny_ssd: Path, tiny_data: Path, tmp_path: Path) -> None:
+    """The SSD fine-tunes through its own loop; the saved network's runtime simulation equals the training
+    forward (surrogate path, gradients on) of the same weights."""
+    from spikedet.checkpoint import load_checkpoint
+    from spikedet.engine.evaluate import load_snn
+    from spikedet.engine.snn_finetune import finetune_snn
+    from spikedet.spiking.convert import spiking_modules
+    from spikedet.spiking.trainable import make_trainable, simulation, steps_of
+
+    path = finetune_snn(tiny_ssd, data=tiny_data, out=tmp_path, timesteps=[1, 2], epochs=1, batch=8, imgsz=64,
+                        layer_distill=1.0, extra={"workers": 0, "lr0": 1e-3})
+    config, state, kind = load_checkpoint(path)
+    assert kind == "snn" and config["finetune"]["epochs_done"] == 1 and "val_map50_95" in config["finetune"]["history"][0]
+    source = load_checkpoint(tmp_path / "snn_qcfs.pt")[1]
+    assert any(not torch.equal(state[k], source[k]) for k in state if k.endswith(".threshold"))
+    assert any(not torch.equal(state[k], source[k]) for k in state if k.endswith(".weight"))
+
+    torch.manual_seed(0)
+    x = torch.rand(2, 3, 64, 64)
+    runtime, _ = load_snn(path)
+    runtime.net.train()  # raw head output, the no-grad simulation kernels
+    expected = runtime.anytime(x, [1, 2])
+    trained, _ = load_snn(path)
+    net = make_trainable(trained.net).train()
+    with simulation(spiking_modules(net), trained.ctx, batch=2, steps=2):
+        out = net(x)
+    for t, got in zip([1, 2], steps_of(out, steps=2, batch=2, timesteps=[1, 2])):
+        for key in ("bbox_regression", "cls_logits"):
+            assert torch.equal(got[key].detach(), expected[t][key]), (t, key)

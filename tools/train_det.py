@@ -4,6 +4,7 @@ SSD (--model ssd) with spikedet's own loop (albumentations augmentation, checkpo
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -52,8 +53,11 @@ def main() -> None:
         help="a trainer setting, repeatable: for YOLO any ultralytics train argument (workers=8, cos_lr=true, "
         "mosaic=0.5), for SSD lr0, weight_decay, warmup_epochs, workers or val_every (evaluate every N epochs)",
     )
+    parser.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines (scripts, CI)")
     parser.add_argument("--out", default="runs/train", help="output folder")
     args = parser.parse_args()
+    if args.quiet:
+        os.environ["SPIKEDET_QUIET"] = "1"  # read when ultralytics is first imported, inside the job
 
     def job() -> None:
         from spikedet.cli import parse_settings
