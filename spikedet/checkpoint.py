@@ -13,13 +13,17 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["FORMAT", "CheckpointError", "save_checkpoint", "load_checkpoint"]
+__all__ = ["FORMAT", "CheckpointError", "PickledCheckpointError", "save_checkpoint", "load_checkpoint"]
 
 FORMAT = "spikedet/1"
 
 
 class CheckpointError(ValueError):
     """A file is missing, not a spikedet checkpoint, or of the wrong kind."""
+
+
+class PickledCheckpointError(CheckpointError):
+    """The file pickles objects (an ultralytics ``.pt``, or something hostile): not spikedet's format."""
 
 
 def save_checkpoint(path: str | Path, model: nn.Module, kind: str, config: dict[str, Any]) -> Path:
@@ -45,10 +49,10 @@ def load_checkpoint(path: str | Path, kind: str | None = None) -> tuple[dict[str
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
     except Exception:  # pickled modules (e.g. an ultralytics .pt), truncated or non-torch files
-        raise CheckpointError(
+        raise PickledCheckpointError(
             f"{path} is not a spikedet checkpoint: it does not load with weights_only=True (a pickled model such "
-            "as an ultralytics .pt, or a damaged file); spikedet reads only its own format, written by "
-            "tools/train_det.py and tools/convert_det.py"
+            "as an ultralytics .pt, or a damaged file); spikedet reads its own format here, written by "
+            "tools/train_det.py and tools/convert_det.py (ultralytics checkpoints are taken by train_det.py --init)"
         ) from None
     if not isinstance(blob, dict) or blob.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a spikedet checkpoint (format tag '{FORMAT}' missing)")

@@ -11,12 +11,13 @@ from typing import Any
 import torch
 import yaml
 
-from ..checkpoint import load_checkpoint, save_checkpoint
+from ..checkpoint import PickledCheckpointError, load_checkpoint, save_checkpoint
 from ..env import font_available, import_ultralytics
 from ..spiking.quant import QCFS
+from .ultralytics_checkpoint import load_ultralytics_model
 from .yolo import build_yolo, model_yaml, yolo_config
 
-__all__ = ["match_rounding", "train_yolo"]
+__all__ = ["match_rounding", "read_init", "train_yolo"]
 
 import_ultralytics()
 from ultralytics.models.yolo.detect import DetectionTrainer  # noqa: E402  (after the offline set-up)
@@ -37,7 +38,7 @@ class QCFSDetectionTrainer(DetectionTrainer):
         )
         model = self.set_model_names_for_load(model)
         if init:
-            config, state, _ = load_checkpoint(init, kind="ann")
+            config, state, _ = read_init(init)
             if config.get("num_classes") != self.data["nc"]:
                 # a different head: keep the backbone and neck, retrain the head from scratch
                 state = {k: v for k, v in state.items() if ".dfl" in k or not k.startswith(f"model.{len(model.model) - 1}.")}
@@ -47,6 +48,18 @@ class QCFSDetectionTrainer(DetectionTrainer):
             if config.get("quant"):
                 match_rounding(model, float(config["quant"]["shift"]))
         return model
+
+
+def read_init(init: str | Path) -> tuple[dict[str, Any], dict[str, torch.Tensor], str]:
+    """Config, state dict and source (``"spikedet"`` or ``"ultralytics"``) of a training start: a spikedet ANN
+    checkpoint, or an ultralytics ``.pt`` (official weights, a run's best/last), read without running pickle
+    code (:mod:`.ultralytics_checkpoint`)."""
+    try:
+        config, state, _ = load_checkpoint(init, kind="ann")
+        return config, state, "spikedet"
+    except PickledCheckpointError:
+        model, config = load_ultralytics_model(init)
+        return config, model.state_dict(), "ultralytics"
 
 
 def match_rounding(model: torch.nn.Module, source_shift: float) -> None:
@@ -92,12 +105,17 @@ def train_yolo(
         raise ValueError(f"unknown ultralytics train settings {unknown} (the keys of ultralytics' default.yaml)")
     out_dir = Path(out_dir).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
-    cfg = model_yaml(model, width, depth)
+    init_config, _, source = read_init(init) if init else (None, None, None)  # fail early on a wrong file
+    if source == "ultralytics" and (width, depth) == (None, None):
+        # train the checkpoint's own architecture (yolov8s.pt → YOLOv8s), whatever --model says
+        cfg = model_yaml({k: v for k, v in init_config["yaml"].items() if k != "spikedet"}, None, None)
+        print(f"architecture from --init {init}: {cfg.get('yaml_file') or cfg.get('scale') or 'its own yaml'}")
+    else:
+        cfg = model_yaml(model, width, depth)
     cfg["spikedet"] = {"activation": activation}
     if activation == "qcfs":
         cfg["spikedet"].update(levels=levels, clip=clip, **(quant or {}))
     if init:
-        load_checkpoint(init, kind="ann")  # fail early, with a clear message, on a wrong file
         cfg["spikedet"]["init"] = str(Path(init).resolve())
     yaml_path = out_dir / "model.yaml"
     yaml_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
