@@ -142,3 +142,19 @@ def test_train_from_an_ultralytics_run(tiny_yolo_checkpoint, tmp_path: Path) -> 
     qcfs = train_detector(data, tmp_path / "qcfs", init=last, imgsz=64, batch=8, epochs=1)
     config, state, _ = load_checkpoint(qcfs)
     assert config["activation"] == "qcfs" and config["yaml"]["scales"] == load_checkpoint(silu)[0]["yaml"]["scales"]
+
+
+@pytest.mark.parametrize("layout", ["coco", "voc", "yolo"])
+def test_ultralytics_init_on_every_data_layout(silu_checkpoint: Path, tmp_path_factory, layout: str) -> None:
+    """train_det --init yolov8n.pt on COCO-, VOC- and YOLO-layout data (one epoch, 64 px)."""
+    from spikedet.data import export_ultralytics, generate_synthetic, load_dataset
+    from spikedet.engine.train import train_detector
+
+    root = tmp_path_factory.mktemp(f"layout_{layout}")
+    data = generate_synthetic(root / "data", num_images=16, image_size=64, seed=7, layout="both", progress=False)
+    if layout == "yolo":
+        train = load_dataset(data, "train")
+        data = export_ultralytics(train, load_dataset(data, "val", class_names=train.class_names), root / "yolo")
+    checkpoint = train_detector(data, root / "out", init=silu_checkpoint, imgsz=64, batch=8, epochs=1)
+    config, _, _ = load_checkpoint(checkpoint)
+    assert config["activation"] == "qcfs" and config["num_classes"] == 6 and config["init"] == str(silu_checkpoint)

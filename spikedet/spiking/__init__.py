@@ -7,10 +7,13 @@ from .neuron import CIFNeuron, COSNeuron, IFNeuron, PascalNeuron, SignedIFNeuron
 from .quant import QCFS, quantized_activations
 from .runtime import SpikingNetwork, check_timesteps, select_step
 from .schedule import OnlineSchedule, PreRunSchedule, Schedule, WakeSleepSchedule
+from .surrogate import SURROGATES, if_steps_surrogate
+from .trainable import check_trainable, make_trainable, simulation
 
 __all__ = [
     "ENERGY_PRESETS", "SpikeMonitor", "SimContext", "StatefulModule", "ConversionError", "convert",
     "fold_batchnorm", "is_analog", "spiking_modules", "ReadOut", "SpikingMaxPool", "CIFNeuron", "IFNeuron",
     "SignedIFNeuron", "SpikingNeuron", "QCFS", "quantized_activations", "SpikingNetwork", "check_timesteps",
     "select_step", "OnlineSchedule", "Schedule", "WakeSleepSchedule", "PreRunSchedule", "COSNeuron", "PascalNeuron",
+    "SURROGATES", "if_steps_surrogate", "check_trainable", "make_trainable", "simulation",
 ]

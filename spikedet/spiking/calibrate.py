@@ -28,11 +28,13 @@ the paper; an update is kept only if it lowers the held-back error.
 """
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
+from tqdm import tqdm
 
 from .neuron import SpikingNeuron
 from .quant import QCFS
@@ -260,6 +262,7 @@ def calibrate_layerwise(
         if weights is not None:
             conv.load_state_dict(weights)
         report.layers[name] = {"before": candidates[0][1], "after": error, "kept": kept}
+        bar.update(1)
         busy.discard(neuron)
         # the kept candidate's output flows on; the neuron's end state does not matter, the runtime resets it
         return out
@@ -274,10 +277,14 @@ def calibrate_layerwise(
             for conv in (_synaptic_layer(net, n) for n in names.values())
             if conv is not None
         ]
+    # calibration takes minutes with weight fits: one bar step per layer (SPIKEDET_QUIET=1 hides it)
+    bar = tqdm(total=len(names), desc=f"calibrating T={timesteps}", unit="layer", leave=False,
+               disable=bool(os.environ.get("SPIKEDET_QUIET")))
     try:
         with torch.no_grad():
             network(images, timesteps)
     finally:
+        bar.close()
         for h in hooks:
             h.remove()
     report.seconds = time.perf_counter() - start
