@@ -1,0 +1,228 @@
+"""The Python API: one object for a detector, ANN or spiking, in the style of ultralytics' ``YOLO("x.pt")``.
+
+>>> import spikedet as sd
+>>> det = sd.load("weights/yolov8n_qcfs_l4_bccd.pt")          # ANN or SNN checkpoint, any family
+>>> snn = det.to_snn("casc")                                   # or ("dual_phase", data=..., weight_steps=20)
+>>> dets = snn.predict("image.jpg", T=4)                       # boxes, scores, labels, class names
+>>> res = snn.val(data="../shared/datasets/bccd", T=(1, 2, 4, 8))
+>>> res[4].map50_95, res[4].energy_mj, res.table(), res.plot("map_vs_T.png")
+>>> snn.save("snn.pt"); snn.export("snn.onnx", T=4); sd.methods()
+
+Every method is a thin layer over the engine the command-line tools use, so both give the same numbers.
+"""
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+from torch import nn
+
+from .checkpoint import load_checkpoint, save_checkpoint
+from .data.records import DatasetError, ImageRecord
+from .engine.evaluate import build_snn, eval_dataset, evaluate_ann, evaluate_snn, load_ann, load_snn
+from .engine.inference import letterbox, to_tensor
+from .eval.plots import plot_map_vs_timesteps
+from .models.family import family_of
+from .recipes import Recipe, available_recipes, get_recipe, override_recipe
+from .spiking.runtime import SpikingNetwork, check_timesteps
+
+__all__ = ["Detector", "Detections", "StepMetrics", "ValResults", "load", "methods"]
+
+
+def methods() -> list[str]:
+    """The conversion recipes ``to_snn`` takes (``configs/convert/*.yaml``)."""
+    return available_recipes()
+
+
+@dataclass(frozen=True)
+class Detections:
+    """One image's detections: ``boxes`` ``xyxy`` in image pixels, ``scores``, ``labels`` and their ``names``."""
+
+    boxes: np.ndarray
+    scores: np.ndarray
+    labels: np.ndarray
+    names: list[str]
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+
+@dataclass(frozen=True)
+class StepMetrics:
+    """pycocotools mAP (fractions), steps really simulated, firing rate, synaptic operations and energy (mJ)."""
+
+    map50_95: float
+    map50: float
+    steps_total: int | None = None
+    firing_rate: float | None = None
+    sops: float | None = None
+    energy_mj: float | None = None
+
+
+@dataclass
+class ValResults:
+    """``res[T]`` → :class:`StepMetrics` of the spiking detector; ``res.ann`` the ANN's (an ANN's own ``val``)."""
+
+    dataset: str
+    method: str
+    steps: dict[int, StepMetrics] = field(default_factory=dict)
+    ann: StepMetrics | None = None
+
+    def __getitem__(self, timesteps: int) -> StepMetrics:
+        return self.steps[timesteps]
+
+    def as_dict(self) -> dict[str, Any]:
+        """The ``results.json`` layout of ``tools/convert_det.py``."""
+        return {
+            "dataset": self.dataset, "method": self.method,
+            "ann": vars(self.ann) if self.ann else None, "snn": {str(t): vars(m) for t, m in self.steps.items()},
+        }
+
+    def table(self) -> str:
+        rows = [f"{'model':<16} {'T':>3} {'steps':>5} {'mAP50-95':>9} {'mAP50':>7} {'energy mJ':>9}"]
+        if self.ann:
+            rows.append(f"{'ANN':<16} {'-':>3} {'-':>5} {self.ann.map50_95:>9.4f} {self.ann.map50:>7.4f} {'-':>9}")
+        for t, m in self.steps.items():
+            rows.append(f"{'SNN ' + self.method:<16} {t:>3} {m.steps_total:>5} {m.map50_95:>9.4f} {m.map50:>7.4f} {m.energy_mj:>9.4f}")
+        return "\n".join(rows)
+
+    def plot(self, path: str | Path) -> Path:
+        """mAP vs T with the ANN as reference (needs the ANN: ``val`` of a converted or loaded-with-ANN detector)."""
+        if self.ann is None:
+            raise ValueError("plot needs the ANN's mAP: validate a detector that knows its ANN")
+        return plot_map_vs_timesteps(self.as_dict(), path)
+
+
+def _metrics(raw: dict[str, Any]) -> StepMetrics:
+    keys = ("map50_95", "map50", "steps_total", "firing_rate", "sops", "energy_mj")
+    return StepMetrics(**{k: raw[k] for k in keys if k in raw})
+
+
+class Detector:
+    """A loaded detector: an ANN (``kind == "ann"``, a QCFS or SiLU model) or a spiking network (``"snn"``)."""
+
+    def __init__(self, model: nn.Module | SpikingNetwork, config: dict[str, Any], *, kind: str, ann: nn.Module | None = None) -> None:
+        self.model, self.config, self.kind = model, config, kind
+        self._ann = ann  # the ANN a spiking detector came from, when known (its val() reports it alongside)
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.config.get("class_names") or [])
+
+    @property
+    def imgsz(self) -> int:
+        return int(self.config.get("imgsz", 320))
+
+    def __repr__(self) -> str:
+        recipe = f", recipe={self.config['recipe']['name']}" if self.kind == "snn" else ""
+        return f"Detector(kind={self.kind}, family={self.config.get('family', 'yolo')}{recipe}, classes={self.class_names})"
+
+    def to_snn(
+        self, method: str = "qcfs", *, data: str | Path | None = None, T: int = 4, calib_images: int | None = None,
+        **settings: Any,
+    ) -> "Detector":
+        """Convert with a recipe (:func:`methods`). A calibrating recipe (dual_phase, fast_snn_ft) calibrates for
+        ``T`` on ``calib_images`` training images of ``data``; ``settings`` change its YAML knobs by name
+        (``weight_steps=20``, ``rho=2``)."""
+        if self.kind != "ann":
+            raise ValueError("this detector is already spiking; to_snn converts ANN checkpoints")
+        recipe = override_recipe(get_recipe(method), _recipe_settings(get_recipe(method), settings))
+        network = build_snn(self.model, recipe)
+        if recipe.calibration:
+            _calibrate(network, self.model, recipe, data or self.config.get("dataset") or "synthetic", T, calib_images,
+                       self.config, self.imgsz)
+        config = dict(self.config, recipe=recipe.to_dict())
+        return Detector(network, config, kind="snn", ann=self.model)
+
+    def _forward(self, T: int) -> Any:
+        if self.kind == "ann":
+            return lambda x: self.model(x)
+        check_timesteps(T)
+        return lambda x: self.model(x, T)
+
+    @torch.no_grad()
+    def predict(self, source: str | Path | np.ndarray, *, T: int = 4, conf: float = 0.25, imgsz: int | None = None) -> Detections:
+        """Detections on one image (a path, or a BGR array as OpenCV reads it); ``T`` steps for a spiking one."""
+        image = cv2.imread(str(source)) if isinstance(source, (str, Path)) else source
+        if image is None or not isinstance(image, np.ndarray) or image.ndim != 3:
+            raise DatasetError(f"cannot read image {source!r}" if isinstance(source, (str, Path)) else "expected an HxWx3 BGR array")
+        size = imgsz or self.imgsz
+        record = ImageRecord(path=str(source), width=image.shape[1], height=image.shape[0], boxes=np.zeros((0, 4), np.float32),
+                             labels=np.zeros(0, np.int64), difficult=np.zeros(0, bool), iscrowd=np.zeros(0, bool), image_id=0)
+        batch = to_tensor([letterbox(image[..., ::-1], size)])
+        (dets,) = family_of(self.model).postprocess(self._forward(T)(batch), size, [record], conf=conf)
+        return Detections(boxes=dets.boxes, scores=dets.scores, labels=dets.labels,
+                          names=[self.class_names[i] for i in dets.labels])
+
+    def val(
+        self, *, data: str | Path | None = None, T: int | tuple[int, ...] = (1, 2, 4, 8), split: str | None = None,
+        max_images: int | None = None, batch: int = 8, imgsz: int | None = None,
+    ) -> ValResults:
+        """pycocotools mAP on ``data``'s evaluation split (default: the data the model was trained on); a
+        spiking detector at every ``T`` from one simulation where its recipe allows, beside its ANN if known."""
+        dataset, spec = eval_dataset(self.config, data, split, max_images)
+        size = imgsz or self.imgsz
+        if self.kind == "ann":
+            metrics, _ = evaluate_ann(self.model, dataset, size, batch)
+            return ValResults(dataset=f"{spec}:{dataset.split}", method="ann", ann=_metrics(metrics))
+        timesteps = sorted(set(check_timesteps([T] if isinstance(T, int) else list(T))))
+        recipe = Recipe.from_dict(self.config["recipe"])
+        snn, _, _ = evaluate_snn(self.model, dataset, timesteps, size, batch, anytime=recipe.anytime)
+        ann = _metrics(evaluate_ann(self._ann, dataset, size, batch)[0]) if self._ann is not None else None
+        return ValResults(dataset=f"{spec}:{dataset.split}", method=recipe.name, ann=ann,
+                          steps={t: _metrics(m) for t, m in snn.items()})
+
+    def save(self, path: str | Path) -> Path:
+        """A spikedet checkpoint (safe to load: tensors and JSON only) that :func:`load` and every tool take."""
+        module = self.model.net if self.kind == "snn" else self.model
+        return save_checkpoint(path, module, self.kind, self.config)
+
+    def export(self, path: str | Path, *, T: int = 4, stateful: bool = False, images: int = 4) -> dict[str, Any]:
+        """ONNX export (opset 17) checked against PyTorch in onnxruntime; returns the export report."""
+        from .deploy.onnx_export import export_detector  # onnx / onnxruntime only when exporting
+
+        with tempfile.TemporaryDirectory() as folder:
+            checkpoint = self.save(Path(folder) / "model.pt")
+            return export_detector(checkpoint, path, T, self.imgsz, stateful, data=None, images=images)
+
+
+def _recipe_settings(recipe: Recipe, settings: dict[str, Any]) -> dict[str, str]:
+    """``weight_steps=20`` → ``{"calibration.weight_steps": "20"}``: the section that holds the knob."""
+    spec, out = recipe.to_dict(), {}
+    for name, value in settings.items():
+        sections = [s for s in ("neuron_args", "calibration", "schedule") if spec[s] and name in spec[s]]
+        if not sections:
+            raise ValueError(f"recipe '{recipe.name}' has no setting '{name}'")
+        out[f"{sections[0]}.{name}"] = str(value)
+    return out
+
+
+def _calibrate(network: SpikingNetwork, ann: nn.Module, recipe: Recipe, data: str | Path, T: int,
+               calib_images: int | None, config: dict[str, Any], imgsz: int) -> None:
+    from .engine.recipe_run import calibration_images
+    from .spiking.calibrate import CALIBRATIONS, calibrate_layerwise
+
+    settings = {**CALIBRATIONS[recipe.calibration["kind"]], **recipe.calibration}
+    images = calibration_images(data, calib_images or int(settings.get("images", 32)), imgsz, config["class_names"])
+    calibrate_layerwise(network, ann, images, T, holdout=float(settings.get("holdout", 0.25)),
+                        weight_steps=int(settings["weight_steps"]), lr=float(settings["lr"]),
+                        shift=bool(settings["shift"]), weight_fit=str(settings["weight_fit"]))
+
+
+def load(path: str | Path) -> Detector:
+    """A spikedet checkpoint, ANN or spiking, of any detector family. A spiking checkpoint that names the ANN it
+    came from (and finds it) reports that ANN in ``val``."""
+    from .engine.evaluate import source_ann
+
+    _, _, kind = load_checkpoint(path)
+    if kind == "ann":
+        model, config = load_ann(path)
+        return Detector(model, config, kind="ann")
+    network, config = load_snn(path)
+    ann_path = source_ann(config, path)
+    return Detector(network, config, kind="snn", ann=load_ann(ann_path)[0] if ann_path else None)
