@@ -12,6 +12,7 @@ from typing import Any
 import yaml
 from torch import nn
 
+from .resources import shipped
 from .spiking.convert import NEURONS, convert
 from .spiking.calibrate import CALIBRATIONS
 from .spiking.runtime import SpikingNetwork
@@ -19,7 +20,7 @@ from .spiking.schedule import OnlineSchedule, PreRunSchedule, Schedule, WakeSlee
 
 __all__ = ["CONFIG_DIR", "Recipe", "available_recipes", "get_recipe", "override_recipe", "parse_scalar"]
 
-CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs" / "convert"
+CONFIG_DIR = shipped("configs/convert")
 
 
 @dataclass(frozen=True)

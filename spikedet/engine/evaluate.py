@@ -16,6 +16,7 @@ from ..eval.detections import ImageDetections
 from ..eval.voc import evaluate_voc
 from ..models.family import family_of, get_family
 from ..recipes import Recipe
+from ..resources import shipped
 from ..spiking.accounting import SpikeMonitor
 from ..spiking.neuron import SpikingNeuron
 from ..spiking.runtime import SpikingNetwork, check_timesteps
@@ -26,7 +27,7 @@ __all__ = [
     "evaluate_snn",
 ]
 
-DEFAULT_WEIGHTS = Path(__file__).resolve().parents[2] / "weights" / "yolov8n_qcfs_l4_synthetic.pt"
+DEFAULT_WEIGHTS = shipped("weights/yolov8n_qcfs_l4_synthetic.pt")
 
 
 def load_ann(weights: str | Path) -> tuple[nn.Module, dict]:
