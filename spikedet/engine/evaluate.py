@@ -124,14 +124,18 @@ def evaluate_snn(
     timesteps: list[int],
     imgsz: int,
     batch: int = 8,
-    anytime: bool = True,
+    anytime: bool | None = None,
 ) -> tuple[dict[int, dict], dict[int, list[ImageDetections]], SpikeMonitor]:
     """Metrics at every T, with firing rate, SOPs and energy per image.
 
-    ``anytime``: one simulation to max(T) serves every T; otherwise (PASCAL, COS) each T is simulated on its own.
+    ``anytime``: one simulation to max(T) serves every T; otherwise each T is simulated on its own. Default:
+    anytime unless the network holds neurons that restart from each run's whole input (PASCAL, COS), whose
+    read-out after t steps of a longer run is not their output at T = t.
     Returns the metrics, the detections per T and the monitor of the last simulation.
     """
     timesteps = sorted(set(check_timesteps(timesteps)))
+    if anytime is None:
+        anytime = not network.restarting_neurons()
     groups = [timesteps] if anytime else [[t] for t in timesteps]
     results: dict[int, dict] = {}
     dets: dict[int, list[ImageDetections]] = {}
