@@ -26,7 +26,7 @@ def main() -> None:
     parser.add_argument("--T", default="1,2,4", help="time steps whose read-outs are trained, e.g. 1,2,4 or 4")
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--imgsz", type=int, default=None, help="default: the model's training size")
-    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--batch", type=int, default=8, help="images per optimizer step (default 8)")
     parser.add_argument("--device", default="cpu", help="cpu, 0, or 0,1 (YOLO: multi-GPU through ultralytics DDP)")
     parser.add_argument("--surrogate", default="triangle", help="surrogate derivative of the spike: triangle or sigmoid")
     parser.add_argument("--fixed-thresholds", action="store_true", help="keep the thresholds θ = λ (train weights only)")

@@ -25,7 +25,7 @@ __all__ = ["FINETUNE_DEFAULTS", "finetune_snn", "prepare_snn"]
 
 # The recommended settings (README, "Spike-aware fine-tuning"); each is a keyword of finetune_snn.
 FINETUNE_DEFAULTS: dict[str, Any] = {
-    "timesteps": (1, 2, 4), "epochs": 10, "batch": 16, "surrogate": "triangle", "distill": 0.0, "layer_distill": 0.0,
+    "timesteps": (1, 2, 4), "epochs": 10, "batch": 8, "surrogate": "triangle", "distill": 0.0, "layer_distill": 0.0,
 }
 
 
