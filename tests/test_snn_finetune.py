@@ -236,7 +236,7 @@ def test_finetuned_checkpoint_works_in_every_tool(finetuned, tmp_path: Path) -> 
     ("args", "message"),
     [
         (["--T", "0"], "--T expects integers >= 1"),
-        (["--epochs", "0"], "--epochs must be >= 1"),
+        (["--epochs", "0"], "--epochs must be an integer >= 1"),
         (["--method", "casc"], "online IF networks"),
         (["--method", "dual_phase"], "calibrates on data"),
         (["--surrogate", "box"], "unknown surrogate"),

@@ -31,7 +31,9 @@ def main() -> None:
 
     def job() -> None:
         from spikedet.engine.coco_eval import evaluate_checkpoint
+        from spikedet.validate import check_output_file
 
+        check_output_file(args.json, name="--json")
         out = Path(args.json).parent
         summary = evaluate_checkpoint(
             args.weights, args.data, parse_timesteps(args.T), out, args.method, args.split, args.imgsz,

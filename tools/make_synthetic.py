@@ -10,7 +10,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
+from spikedet.cli import run_cli  # noqa: E402
 from spikedet.data import read_coco, read_voc  # noqa: E402
+from spikedet.validate import check_count, check_output_dir  # noqa: E402
 from spikedet.data.synthetic import (  # noqa: E402
     DEFAULT_IMAGE_SIZE,
     DEFAULT_NUM_IMAGES,
@@ -32,11 +34,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workers", type=int, default=None, help="processes (default: all cores, at most 8)")
     args = parser.parse_args(argv)
 
-    out = generate_synthetic(args.out, args.images, args.size, args.seed, args.val_fraction, args.layout, args.workers)
-    read = read_voc if args.layout == "voc" else read_coco
-    for split in ("train", "val"):
-        print(read(out, split).summary())
-    print(f"written to {out.resolve()}")
+    def job() -> None:
+        check_output_dir(args.out)
+        check_count(args.images, name="--images")
+        check_count(args.size, name="--size")
+        if args.workers is not None:
+            check_count(args.workers, name="--workers")
+        out = generate_synthetic(args.out, args.images, args.size, args.seed, args.val_fraction, args.layout, args.workers)
+        read = read_voc if args.layout == "voc" else read_coco
+        for split in ("train", "val"):
+            print(read(out, split).summary())
+        print(f"written to {out.resolve()}")
+
+    run_cli(job)
 
 
 if __name__ == "__main__":

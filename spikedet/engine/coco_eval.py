@@ -8,6 +8,7 @@ from typing import Any
 from ..eval.coco import save_coco_results
 from ..recipes import Recipe, get_recipe
 from ..spiking.runtime import check_timesteps
+from ..validate import check_count, check_imgsz, check_output_dir
 from .evaluate import DEFAULT_WEIGHTS, build_snn, eval_dataset, evaluate_ann, evaluate_snn, load_detector
 
 __all__ = ["evaluate_checkpoint"]
@@ -31,6 +32,10 @@ def evaluate_checkpoint(
     ``method``, as an SNN at each T. Detections carry the dataset's real category ids.
     """
     timesteps = sorted(set(check_timesteps(list(timesteps))))
+    check_imgsz(imgsz)
+    check_count(batch, name="--batch")
+    check_count(max_images, name="--max-images", optional=True)
+    check_output_dir(out, name="--json's folder")
     weights = Path(weights) if weights else DEFAULT_WEIGHTS
     kind, model, config = load_detector(weights)
     dataset, data = eval_dataset(config, data, split, max_images)

@@ -9,6 +9,7 @@ from ..checkpoint import load_checkpoint, save_checkpoint
 from ..eval.plots import plot_map_vs_timesteps
 from ..recipes import Recipe, get_recipe, override_recipe
 from ..spiking.runtime import check_timesteps
+from ..validate import check_count, check_imgsz, check_output_dir
 from .evaluate import DEFAULT_WEIGHTS, eval_dataset, evaluate_ann, evaluate_snn, load_ann, load_snn, source_ann
 from .recipe_run import run_recipe
 
@@ -40,6 +41,11 @@ def convert_detector(
     Returns the results dict (schema in the README).
     """
     timesteps = sorted(set(check_timesteps(list(timesteps))))
+    check_imgsz(imgsz)
+    check_count(batch, name="--batch")
+    check_count(max_images, name="--max-images", optional=True)
+    check_count(calib_images, name="--calib-images", optional=True)
+    check_output_dir(out)
     weights = Path(weights) if weights else DEFAULT_WEIGHTS
     if load_checkpoint(weights)[2] == "snn":
         if method is not None or recipe_settings or calib_images is not None:

@@ -18,6 +18,7 @@ from ..recipes import get_recipe
 from ..spiking.runtime import check_timesteps
 from ..spiking.surrogate import SURROGATES
 from ..spiking.trainable import check_trainable
+from ..validate import check_count, check_imgsz, check_output_dir
 from .evaluate import build_snn, check_classes, load_ann, source_ann
 from .train import dataset_spec
 
@@ -89,10 +90,10 @@ def finetune_snn(
     The checkpoint is ``out/<source name>_ft.pt``.
     """
     timesteps = sorted(set(check_timesteps(list(timesteps))))
-    if epochs < 1:
-        raise ValueError(f"--epochs must be >= 1, got {epochs}")
-    if batch < 1:
-        raise ValueError(f"--batch must be >= 1, got {batch}")
+    check_count(epochs, name="--epochs")
+    check_count(batch, name="--batch")
+    check_imgsz(imgsz)
+    check_output_dir(out)
     if surrogate not in SURROGATES:
         raise ValueError(f"unknown surrogate '{surrogate}'; choose from {', '.join(SURROGATES)}")
     out = Path(out)

@@ -8,6 +8,7 @@ from ..data import default_splits, export_ultralytics, load_dataset
 from ..models.family import family_for_model
 from ..models.yolo_train import export_trained, train_yolo
 from ..spiking.quant import TRAINING_ACTIVATIONS
+from ..validate import check_count, check_imgsz, check_output_dir
 from .levels import adaptive_levels, al_choices, format_levels, plot_levels
 
 __all__ = ["ACTIVATIONS", "train_detector", "dataset_spec"]
@@ -60,6 +61,10 @@ def train_detector(
     exported, ``"last"`` or ``"best"`` (ultralytics' fitness on the eval split: a choice made on the data the
     model is then evaluated on, so only for a split that is a true validation set).
     """
+    check_imgsz(imgsz)
+    check_count(epochs, name="--epochs")
+    check_count(batch, name="--batch")
+    check_output_dir(out)
     if select not in ("last", "best"):
         raise ValueError(f"select must be 'last' or 'best', got '{select}'")
     if activation not in ACTIVATIONS:

@@ -1,0 +1,41 @@
+"""Checks of user-given values at the edge, before long work starts: one ``ValueError`` line naming the
+argument and what is wrong (the tools turn it into ``error: ...`` and exit status 2)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+__all__ = ["check_count", "check_imgsz", "check_output_dir", "check_output_file"]
+
+
+def check_imgsz(imgsz: int | None, *, name: str = "--imgsz") -> int | None:
+    """An input size: a multiple of 32 (every detector's largest stride), at least 32; None keeps the model's."""
+    if imgsz is not None and (isinstance(imgsz, bool) or not isinstance(imgsz, int) or imgsz < 32 or imgsz % 32):
+        raise ValueError(f"{name} must be a positive multiple of 32 (the detectors' largest stride), got {imgsz!r}")
+    return imgsz
+
+
+def check_count(value: int | None, *, name: str, optional: bool = False) -> int | None:
+    """A count of images, epochs or a batch size: an integer >= 1 (None allowed when ``optional``)."""
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    return value
+
+
+def check_output_dir(path: str | Path, *, name: str = "--out") -> Path:
+    """An output folder that exists or can be made: not an existing file, not inside one."""
+    path = Path(path)
+    for parent in (path, *path.parents):
+        if parent.exists() and not parent.is_dir():
+            raise ValueError(f"{name} {path}: {parent} is a file, not a folder")
+    return path
+
+
+def check_output_file(path: str | Path, *, name: str) -> Path:
+    """An output file that can be written: not an existing folder, its folder not a file."""
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{name} {path} is a folder; give a file name")
+    check_output_dir(path.parent, name=name)
+    return path
