@@ -161,9 +161,9 @@ def test_unknown_weight_fit_is_refused() -> None:
 def test_override_recipe_changes_only_existing_knobs() -> None:
     from spikedet.recipes import override_recipe
 
-    recipe = override_recipe(get_recipe("dual_phase"), {"calibration.weight_steps": "0", "calibration.lr": "1e-4"})
-    assert recipe.calibration["weight_steps"] == 0 and recipe.calibration["lr"] == 1e-4
-    assert get_recipe("dual_phase").calibration["weight_steps"] == 20  # the YAML default is untouched
+    recipe = override_recipe(get_recipe("dual_phase"), {"calibration.weight_steps": "20", "calibration.lr": "1e-3"})
+    assert recipe.calibration["weight_steps"] == 20 and recipe.calibration["lr"] == 1e-3
+    assert get_recipe("dual_phase").calibration["weight_steps"] == 0  # the YAML default is untouched
     assert override_recipe(get_recipe("cos"), {"schedule.rho": "2"}).schedule.rho == 2
     assert override_recipe(get_recipe("pascal"), {"neuron_args.tol": "1e-6"}).neuron_args["tol"] == 1e-6
     with pytest.raises(ValueError, match="has no 'weight_step'"):

@@ -23,7 +23,7 @@ def main() -> None:
     )
     parser.add_argument("--data", default=None, help="dataset (default: the one the model was trained on)")
     parser.add_argument("--split", default=None, help="evaluation split (default: the dataset's eval split)")
-    parser.add_argument("--method", default=None, help="conversion recipe of an ANN checkpoint, see configs/convert/ (default qcfs)")
+    parser.add_argument("--method", default=None, help="conversion recipe of an ANN checkpoint, see configs/convert/ (default qcfs; with no --weights, naming one converts the shipped ANN)")
     parser.add_argument("--T", default="1,2,4,8", help="time steps, e.g. 4 or 1,2,4,8 (one simulation for all)")
     parser.add_argument("--imgsz", type=int, default=None, help="input size (default: the training size)")
     parser.add_argument("--batch", type=int, default=8)

@@ -10,7 +10,7 @@ from ..data import default_splits, export_ultralytics, load_dataset
 from ..models.yolo_validate import validate_ultralytics
 from ..recipes import Recipe, get_recipe, override_recipe
 from ..eval.plots import plot_methods
-from .evaluate import check_classes, eval_dataset, evaluate_ann, evaluate_snn, load_ann, load_snn
+from .evaluate import check_classes, eval_dataset, evaluate_ann, evaluate_snn, load_ann, load_snn, source_ann
 from .recipe_run import run_recipe
 
 __all__ = [
@@ -143,12 +143,15 @@ def benchmark_methods(
     for name, path in (snn_weights or {}).items():
         network, cfg = load_snn(path)
         check_classes(dataset, cfg)
-        ann_metrics = ann_for(str(cfg.get("ann_weights") or weights))[2]
+        source = source_ann(cfg, path)
+        # the same ANN as --weights is named as --weights is, so the table lists it once
+        ann_path = str(weights) if source is None or source.resolve() == Path(weights).resolve() else str(source)
+        ann_metrics = ann_for(ann_path)[2]
         recipe = Recipe.from_dict(cfg["recipe"])
         start = time.perf_counter()
         metrics, _, _ = evaluate_snn(network, dataset, timesteps, imgsz, batch, anytime=recipe.anytime)
         rows["methods"][name] = {
-            "weights": str(cfg.get("ann_weights") or weights), "snn_weights": str(path), "recipe": recipe.to_dict(),
+            "weights": ann_path, "snn_weights": str(path), "recipe": recipe.to_dict(),
             "ann": ann_metrics, "seconds": time.perf_counter() - start,
             "snn": {str(t): {k: v for k, v in m.items() if k not in ("coco_lines", "ann_energy_mj")} for t, m in metrics.items()},
         }

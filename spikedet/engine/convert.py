@@ -10,7 +10,7 @@ from ..eval.plots import plot_map_vs_timesteps
 from ..recipes import Recipe, get_recipe, override_recipe
 from ..spiking.runtime import check_timesteps
 from ..validate import check_count, check_imgsz, check_output_dir
-from .evaluate import DEFAULT_WEIGHTS, eval_dataset, evaluate_ann, evaluate_snn, load_ann, load_snn, source_ann
+from .evaluate import DEFAULT_SNN, DEFAULT_WEIGHTS, eval_dataset, evaluate_ann, evaluate_snn, load_ann, load_snn, source_ann
 from .recipe_run import run_recipe
 
 __all__ = ["convert_detector", "format_table"]
@@ -35,8 +35,9 @@ def convert_detector(
 ) -> dict[str, Any]:
     """Convert, evaluate ANN and SNN (one simulation for all T), write checkpoint, results.json and plot.
 
-    Defaults: the shipped YOLOv8n-QCFS trained on the synthetic set, evaluated on the dataset it was trained
-    on (its eval split). ``calib_images`` overrides the number of training images a calibrating recipe
+    Defaults: with no ``weights`` and no ``method``, the shipped spiking YOLOv8n of the synthetic set (qcfs +
+    spike-aware fine-tuning, the recommended online recipe) beside its ANN; with a ``method``, the shipped
+    YOLOv8n-QCFS converted with it. Evaluated on the dataset the model was trained on (its eval split). ``calib_images`` overrides the number of training images a calibrating recipe
     (dual_phase) uses; ``recipe_settings`` changes recipe knobs (:func:`~spikedet.recipes.override_recipe`).
     Returns the results dict (schema in the README).
     """
@@ -46,7 +47,8 @@ def convert_detector(
     check_count(max_images, name="--max-images", optional=True)
     check_count(calib_images, name="--calib-images", optional=True)
     check_output_dir(out)
-    weights = Path(weights) if weights else DEFAULT_WEIGHTS
+    converting = method is not None or recipe_settings or calib_images is not None
+    weights = Path(weights) if weights else (DEFAULT_WEIGHTS if converting else DEFAULT_SNN)
     if load_checkpoint(weights)[2] == "snn":
         if method is not None or recipe_settings or calib_images is not None:
             raise ValueError(f"{weights} is already spiking: --method, --set and --calib-images apply to ANN checkpoints")

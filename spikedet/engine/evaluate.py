@@ -23,11 +23,13 @@ from ..spiking.runtime import SpikingNetwork, check_timesteps
 from .inference import predict_dataset
 
 __all__ = [
-    "DEFAULT_WEIGHTS", "load_ann", "load_snn", "load_detector", "source_ann", "check_classes", "eval_dataset", "evaluate_ann",
+    "DEFAULT_WEIGHTS", "DEFAULT_SNN", "load_ann", "load_snn", "load_detector", "source_ann", "check_classes", "eval_dataset", "evaluate_ann",
     "evaluate_snn",
 ]
 
 DEFAULT_WEIGHTS = shipped("weights/yolov8n_qcfs_l4_synthetic.pt")
+# What `make run` shows: the recommended online recipe, qcfs + spike-aware fine-tuning, of the default model.
+DEFAULT_SNN = shipped("weights/yolov8n_qcfs_l4_synthetic_ft.pt")
 
 
 def load_ann(weights: str | Path) -> tuple[nn.Module, dict]:
