@@ -6,7 +6,7 @@
 from typing import Any
 
 __version__ = "0.1.0"
-__all__ = ["Detector", "Detections", "StepMetrics", "ValResults", "load", "methods"]
+__all__ = ["Detector", "Detections", "StepMetrics", "ValResults", "load", "methods", "train"]
 
 
 def __getattr__(name: str) -> Any:

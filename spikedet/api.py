@@ -1,6 +1,7 @@
 """The Python API: one object for a detector, ANN or spiking, in the style of ultralytics' ``YOLO("x.pt")``.
 
 >>> import spikedet as sd
+>>> det = sd.train("../shared/datasets/bccd", init="yolov8n.pt", epochs=30)  # or, from a checkpoint:
 >>> det = sd.load("weights/yolov8n_qcfs_l4_bccd.pt")          # ANN or SNN checkpoint, any family
 >>> snn = det.to_snn("casc")                                   # or ("dual_phase", data=..., weight_steps=20)
 >>> dets = snn.predict("image.jpg", T=4)                       # boxes, scores, labels, class names
@@ -31,7 +32,7 @@ from .models.family import family_of
 from .recipes import Recipe, available_recipes, get_recipe, override_recipe
 from .spiking.runtime import SpikingNetwork, check_timesteps
 
-__all__ = ["Detector", "Detections", "StepMetrics", "ValResults", "load", "methods"]
+__all__ = ["Detector", "Detections", "StepMetrics", "ValResults", "load", "methods", "train"]
 
 
 def methods() -> list[str]:
@@ -212,6 +213,20 @@ def _calibrate(network: SpikingNetwork, ann: nn.Module, recipe: Recipe, data: st
     calibrate_layerwise(network, ann, images, T, holdout=float(settings.get("holdout", 0.25)),
                         weight_steps=int(settings["weight_steps"]), lr=float(settings["lr"]),
                         shift=bool(settings["shift"]), weight_fit=str(settings["weight_fit"]))
+
+
+def train(
+    data: str | Path, *, out: str | Path = "runs/train", model: str = "yolov8n", init: str | Path | None = None,
+    activation: str = "qcfs", levels: int | list[int] | str = 4, epochs: int = 30, imgsz: int = 320, batch: int = 16,
+    device: str = "cpu", extra: dict[str, Any] | None = None,
+) -> Detector:
+    """Train a clip-quantized detector (``tools/train_det.py``) and load it. ``init`` takes a spikedet ANN
+    checkpoint or an ultralytics one (``yolov8n.pt``, a run's ``best.pt``), read without running pickle code."""
+    from .engine.train import train_detector  # ultralytics' trainer, imported when training
+
+    checkpoint = train_detector(data, out, model=model, activation=activation, levels=levels, epochs=epochs,
+                                imgsz=imgsz, batch=batch, device=device, init=init, extra=extra)
+    return load(checkpoint)
 
 
 def load(path: str | Path) -> Detector:

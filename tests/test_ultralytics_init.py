@@ -158,3 +158,11 @@ def test_ultralytics_init_on_every_data_layout(silu_checkpoint: Path, tmp_path_f
     checkpoint = train_detector(data, root / "out", init=silu_checkpoint, imgsz=64, batch=8, epochs=1)
     config, _, _ = load_checkpoint(checkpoint)
     assert config["activation"] == "qcfs" and config["num_classes"] == 6 and config["init"] == str(silu_checkpoint)
+
+
+def test_python_api_trains_from_an_ultralytics_checkpoint(silu_checkpoint: Path, tiny_yolo_checkpoint, tmp_path: Path) -> None:
+    import spikedet as sd
+
+    _, data = tiny_yolo_checkpoint
+    det = sd.train(data, out=tmp_path, init=silu_checkpoint, imgsz=64, batch=8, epochs=1)
+    assert det.kind == "ann" and det.config["activation"] == "qcfs" and det.config["init"] == str(silu_checkpoint)
