@@ -12,8 +12,13 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text(encoding="utf-8")
-# tiny scale: one epoch at 64 px, every other argument as the README gives it
-TINY = {"train_det.py": ["--epochs", "1", "--imgsz", "64", "--batch", "8"], "finetune_snn.py": ["--epochs", "1", "--batch", "8"]}
+# tiny scale: one epoch at 64 px on a quarter of the images, 8 evaluation images; every other argument as the
+# README gives it
+TINY = {
+    "train_det.py": ["--epochs", "1", "--imgsz", "64", "--batch", "8", "--set", "fraction=0.25"],
+    "finetune_snn.py": ["--epochs", "1", "--batch", "8", "--set", "fraction=0.25"],
+    "convert_det.py": ["--max-images", "8"],
+}
 
 
 def _walkthrough() -> list[list[str]]:
