@@ -162,7 +162,8 @@ def _labelled_batch(folder: Path, size: int = 160) -> dict[str, torch.Tensor]:
 def test_snn_detection_loss_falls_on_a_fixed_batch(shipped_snn, tmp_path: Path, distill: float) -> None:
     """A few steps of spike-aware training (T = 1, 2 at once) lower ultralytics' detection loss, with and
     without the distillation term towards the ANN's read-outs."""
-    from spikedet.engine.yolo_finetune import SpikingDetectionModel, separate_neuron_parameters
+    from spikedet.engine.yolo_finetune import SpikingDetectionModel
+    from spikedet.spiking.trainable import separate_neuron_parameters
     from ultralytics.cfg import get_cfg
 
     batch = _labelled_batch(tmp_path)

@@ -20,7 +20,7 @@ from ..data.records import DetectionDataset
 from ..models.ssd_loss import SSDLoss
 from ..spiking.convert import spiking_modules
 from ..spiking.distill import layer_distillation, matched_layers, record_outputs
-from ..spiking.trainable import make_trainable, simulation, steps_of
+from ..spiking.trainable import make_trainable, separate_neuron_parameters, simulation, steps_of
 from .evaluate import evaluate_snn, load_ann, load_snn
 from .ssd_train import AugmentedDetections, collate, lr_factor, resolve_device
 
@@ -28,7 +28,6 @@ __all__ = ["SSD_FINETUNE_DEFAULTS", "finetune_ssd_snn"]
 
 # Settings ``extra`` may override: a fine-tune's small learning rate, and no weight decay on a trained network.
 SSD_FINETUNE_DEFAULTS: dict[str, Any] = {"lr0": 1e-4, "weight_decay": 0.0, "warmup_epochs": 0.2, "workers": 2, "val_every": 1}
-NEURON_LR_SCALE = 10.0  # thresholds are ~100× larger than conv weights; see yolo_finetune.NEURON_LR_SCALE
 
 
 def _head_output(net: nn.Module, images: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -70,14 +69,11 @@ def finetune_ssd_snn(
     stateful, steps = spiking_modules(net), timesteps[-1]
     criterion = SSDLoss(net.decode.box_coder)
 
-    neuron = [p for n, p in net.named_parameters() if n.endswith((".threshold", ".v0"))]
-    ids = {id(p) for p in neuron}
-    weights = [p for p in net.parameters() if p.requires_grad and id(p) not in ids]
-    optimizer = torch.optim.AdamW([
-        {"params": [p for p in weights if p.dim() > 1], "weight_decay": settings["weight_decay"]},
-        {"params": [p for p in weights if p.dim() <= 1], "weight_decay": 0.0},
-        {"params": neuron, "weight_decay": 0.0, "lr": settings["lr0"] * NEURON_LR_SCALE},
-    ], lr=settings["lr0"])
+    trainable = [p for p in net.parameters() if p.requires_grad]
+    optimizer = separate_neuron_parameters(torch.optim.AdamW([
+        {"params": [p for p in trainable if p.dim() > 1], "weight_decay": settings["weight_decay"]},
+        {"params": [p for p in trainable if p.dim() <= 1], "weight_decay": 0.0},
+    ], lr=settings["lr0"]), net)
     loader = DataLoader(
         AugmentedDetections(train, imgsz), batch_size=batch, shuffle=True, collate_fn=collate,
         drop_last=len(train) > batch, num_workers=int(settings["workers"]), persistent_workers=int(settings["workers"]) > 0,

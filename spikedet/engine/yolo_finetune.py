@@ -24,16 +24,11 @@ from ..checkpoint import load_checkpoint, save_checkpoint
 from ..env import font_available, import_ultralytics
 from ..spiking.convert import spiking_modules
 from ..spiking.distill import layer_distillation, matched_layers, record_outputs
-from ..spiking.neuron import SpikingNeuron
 from ..spiking.runtime import check_timesteps
-from ..spiking.trainable import attach_context, make_trainable, simulation, steps_of
+from ..spiking.trainable import attach_context, make_trainable, separate_neuron_parameters, simulation, steps_of
 from .evaluate import load_ann, load_snn
 
-# Adam-type optimizers move each parameter by about the learning rate per step whatever its size: thresholds
-# (~1-4) would barely move at a learning rate sized for conv weights (~0.01-0.1), so theirs is scaled up.
-NEURON_LR_SCALE = 10.0
-
-__all__ = ["NEURON_LR_SCALE", "AnytimeLoss", "separate_neuron_parameters", "SpikingDetectionModel", "SpikingDetectionTrainer", "export_finetuned", "finetune_yolo_snn"]
+__all__ = ["AnytimeLoss", "SpikingDetectionModel", "SpikingDetectionTrainer", "export_finetuned", "finetune_yolo_snn"]
 
 import_ultralytics()
 from ultralytics.models.yolo.detect import DetectionTrainer  # noqa: E402  (after the offline set-up)
@@ -61,20 +56,6 @@ class AnytimeLoss:
         # ultralytics back-propagates loss.sum() of the (box, cls, dfl) vector: spread the term over its entries
         total = total + distillation * preds[0]["scores"].shape[0] / total.numel()
         return total, {**items, "kd_loss": distillation.detach()}
-
-
-def separate_neuron_parameters(optimizer: torch.optim.Optimizer, model: torch.nn.Module) -> torch.optim.Optimizer:
-    """Move every neuron parameter (θ, v0) out of ``optimizer``'s groups into one group of its own with the
-    first group's settings, ``NEURON_LR_SCALE`` times its learning rate and no weight decay (in place)."""
-    neuron = {id(p) for m in model.modules() if isinstance(m, SpikingNeuron) for p in m.parameters(recurse=False)}
-    if not neuron:
-        return optimizer
-    moved = []
-    for group in optimizer.param_groups:
-        moved += [p for p in group["params"] if id(p) in neuron]
-        group["params"] = [p for p in group["params"] if id(p) not in neuron]
-    optimizer.add_param_group({"params": moved, "lr": optimizer.param_groups[0]["lr"] * NEURON_LR_SCALE, "weight_decay": 0.0})
-    return optimizer
 
 
 class SpikingDetectionModel(DetectionModel):
@@ -174,7 +155,7 @@ class SpikingDetectionTrainer(DetectionTrainer):
 
     def build_optimizer(self, model: torch.nn.Module, *args: Any, **kwargs: Any) -> torch.optim.Optimizer:
         """ultralytics' optimizer, with the neurons' thresholds (and potentials) in a group of their own:
-        no weight decay, and a learning rate scaled up to their size (see :data:`NEURON_LR_SCALE`)."""
+        no weight decay, and a learning rate scaled up to their size (see :data:`spikedet.spiking.trainable.NEURON_LR_SCALE`)."""
         optimizer = super().build_optimizer(model, *args, **kwargs)
         return separate_neuron_parameters(optimizer, model)
 

@@ -19,7 +19,14 @@ from .neuron import IFNeuron, SpikingNeuron
 from .runtime import check_timesteps, select_step
 from .surrogate import SURROGATES
 
-__all__ = ["attach_context", "check_trainable", "make_trainable", "simulation", "steps_of"]
+__all__ = [
+    "NEURON_LR_SCALE", "attach_context", "check_trainable", "make_trainable", "separate_neuron_parameters",
+    "simulation", "steps_of",
+]
+
+# Adam-type optimizers move each parameter by about the learning rate per step whatever its size: thresholds
+# (~1-4) would barely move at a learning rate sized for conv weights (~0.01-0.1), so theirs is scaled up.
+NEURON_LR_SCALE = 10.0
 
 
 def check_trainable(net: nn.Module) -> None:
@@ -93,3 +100,17 @@ def simulation(stateful: list[nn.Module], ctx: SimContext, *, batch: int, steps:
 def steps_of(out: Any, *, steps: int, batch: int, timesteps: list[int]) -> list[Any]:
     """The read-outs after each of ``timesteps`` (1-based) from a time-folded output."""
     return [select_step(out, steps, batch, t - 1) for t in timesteps]
+
+
+def separate_neuron_parameters(optimizer: torch.optim.Optimizer, model: torch.nn.Module) -> torch.optim.Optimizer:
+    """Move every neuron parameter (θ, v0) out of ``optimizer``'s groups into one group of its own with the
+    first group's settings, ``NEURON_LR_SCALE`` times its learning rate and no weight decay (in place)."""
+    neuron = {id(p) for m in model.modules() if isinstance(m, SpikingNeuron) for p in m.parameters(recurse=False)}
+    if not neuron:
+        return optimizer
+    moved = []
+    for group in optimizer.param_groups:
+        moved += [p for p in group["params"] if id(p) in neuron]
+        group["params"] = [p for p in group["params"] if id(p) not in neuron]
+    optimizer.add_param_group({"params": moved, "lr": optimizer.param_groups[0]["lr"] * NEURON_LR_SCALE, "weight_decay": 0.0})
+    return optimizer
