@@ -48,5 +48,6 @@ setup(
     packages=find_packages(include=["spikedet", "spikedet.*"]),
     install_requires=REQUIREMENTS,
     extras_require={"dev": ["pytest"]},
+    entry_points={"console_scripts": ["spikedet = spikedet.commands:main"]},
     cmdclass={"build_py": BuildWithShippedFiles},
 )

@@ -224,7 +224,7 @@ def train(
     checkpoint or an ultralytics one (``yolov8n.pt``, a run's ``best.pt``), read without running pickle code."""
     from .engine.train import train_detector  # ultralytics' trainer, imported when training
 
-    checkpoint = train_detector(data, out, model=model, activation=activation, levels=levels, epochs=epochs,
+    checkpoint = train_detector(data, out=out, model=model, activation=activation, levels=levels, epochs=epochs,
                                 imgsz=imgsz, batch=batch, device=device, init=init, extra=extra)
     return load(checkpoint)
 

@@ -13,10 +13,11 @@ import yaml
 from torch import nn
 
 from .resources import shipped
-from .spiking.convert import NEURONS, convert
 from .spiking.calibrate import CALIBRATIONS
+from .spiking.convert import convert
+from .spiking.neuron import NEURONS
 from .spiking.runtime import SpikingNetwork
-from .spiking.schedule import OnlineSchedule, PreRunSchedule, Schedule, WakeSleepSchedule
+from .spiking.schedule import SCHEDULES, OnlineSchedule, Schedule
 
 __all__ = ["CONFIG_DIR", "Recipe", "available_recipes", "get_recipe", "override_recipe", "parse_scalar"]
 
@@ -39,16 +40,14 @@ class Recipe:
     anytime: bool = True
 
     def build(self, ann: nn.Module, readouts: list[str], analog: list[str] = ()) -> SpikingNetwork:
-        args = dict(self.neuron_args)
-        if isinstance(self.schedule, PreRunSchedule):
-            args["rho"] = self.schedule.rho
+        args = {**self.neuron_args, **self.schedule.neuron_args()}
         snn = convert(ann, readouts, neuron=self.neuron, analog=list(analog), neuron_args=args)
         return SpikingNetwork(snn, schedule=self.schedule)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name, "neuron": self.neuron, "neuron_args": dict(self.neuron_args),
-            "schedule": {"kind": type(self.schedule).__name__, **vars(self.schedule)},
+            "schedule": {"kind": _schedule_name(self.schedule), **vars(self.schedule)},
             "calibration": self.calibration, "anytime": self.anytime,
         }
 
@@ -56,11 +55,8 @@ class Recipe:
     @classmethod
     def from_dict(cls, spec: dict[str, Any]) -> "Recipe":
         """Inverse of :meth:`to_dict` (a spiking checkpoint stores its recipe this way)."""
-        schedule = dict(spec["schedule"])
-        kind = schedule.pop("kind")
-        schedules = {s.__name__: s for s in (OnlineSchedule, PreRunSchedule, WakeSleepSchedule)}
         return cls(
-            name=spec["name"], neuron=spec["neuron"], schedule=schedules[kind](**schedule),
+            name=spec["name"], neuron=spec["neuron"], schedule=_schedule(spec["schedule"]),
             neuron_args=dict(spec.get("neuron_args") or {}), calibration=spec.get("calibration"),
             anytime=spec.get("anytime", True),
         )
@@ -70,31 +66,39 @@ def available_recipes() -> list[str]:
     return sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
 
 
-def _schedule(spec: str | dict, path: Path) -> Schedule:
-    kind = spec if isinstance(spec, str) else spec.get("kind")
-    if kind == "online":
-        return OnlineSchedule()
-    if kind == "wake_sleep":
-        return WakeSleepSchedule(wake=int(spec.get("wake", 4)), sleep=int(spec.get("sleep", 4)))
-    if kind == "pre_run":
-        return PreRunSchedule(rho=int(spec.get("rho", 4)))
-    raise ValueError(f"{path}: unknown schedule '{kind}' (online | wake_sleep | pre_run)")
+def _schedule_name(schedule: Schedule) -> str:
+    return next(name for name, cls in SCHEDULES.items() if type(schedule) is cls)
 
 
-def get_recipe(name: str) -> Recipe:
-    """Load a recipe by name; an unknown name lists the available ones."""
-    path = CONFIG_DIR / f"{name}.yaml"
+def _schedule(spec: str | dict[str, Any]) -> Schedule:
+    """A recipe's ``schedule``: a registered kind, or a mapping with ``kind`` and the schedule's settings.
+    Checkpoints written before the registry name the class (``OnlineSchedule``); those still load."""
+    spec = {"kind": spec} if isinstance(spec, str) else dict(spec)
+    by_class = {cls.__name__: cls for _, cls in SCHEDULES.items()}
+    kind = spec.get("kind")
+    return (by_class[kind] if kind in by_class else SCHEDULES.get(kind)).from_spec(spec)
+
+
+def get_recipe(name: str | Path) -> Recipe:
+    """Load a recipe by name (``configs/convert/<name>.yaml``) or from a YAML file's path; an unknown name lists
+    the available ones."""
+    path = Path(name) if str(name).endswith((".yaml", ".yml")) else CONFIG_DIR / f"{name}.yaml"
     if not path.is_file():
         raise ValueError(f"unknown method '{name}'; available: {', '.join(available_recipes())}")
+    name = path.stem
     spec = yaml.safe_load(path.read_text()) or {}
     neuron = spec.get("neuron", "if")
     if neuron not in NEURONS:
-        raise ValueError(f"{path}: unknown neuron '{neuron}' ({', '.join(sorted(NEURONS))})")
+        raise ValueError(f"{path}: unknown neuron '{neuron}' ({', '.join(NEURONS.names())})")
     calibration = spec.get("calibration")
     if calibration is not None and calibration.get("kind") not in CALIBRATIONS:
         raise ValueError(f"{path}: unknown calibration '{calibration.get('kind')}' ({' | '.join(CALIBRATIONS)})")
+    try:
+        schedule = _schedule(spec.get("schedule", "online"))
+    except (ValueError, TypeError) as error:
+        raise ValueError(f"{path}: {error}") from None
     return Recipe(
-        name=name, neuron=neuron, schedule=_schedule(spec.get("schedule", "online"), path),
+        name=name, neuron=neuron, schedule=schedule,
         neuron_args=dict(spec.get("neuron_args") or {}), calibration=calibration, anytime=bool(spec.get("anytime", True)),
     )
 

@@ -17,10 +17,13 @@ def shared_datasets() -> Path:
 
 @pytest.fixture(scope="session", autouse=True)
 def spikedet_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """Point ``$SPIKEDET_CACHE`` at a temporary folder so tests never touch the user's cache."""
+    """Point ``$SPIKEDET_CACHE`` at a temporary folder so tests never touch the user's cache; eager neuron loops."""
     path = tmp_path_factory.mktemp("spikedet_cache")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("SPIKEDET_CACHE", str(path))
+        # training runs the eager neuron loops: compiling the fused ones costs more than tiny runs gain, and
+        # test_fused_kernels_equal_the_eager_ones checks the two give the same
+        mp.setenv("SPIKEDET_FUSED", "0")
         yield path
 
 
@@ -33,6 +36,6 @@ def tiny_yolo_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path
     root = tmp_path_factory.mktemp("tiny_yolo")
     data = generate_synthetic(root / "data", num_images=24, image_size=64, seed=3, progress=False)
     checkpoint = train_detector(
-        data, root / "train", model="yolov8n", width=0.0625, depth=0.33, imgsz=64, batch=8, epochs=1
+        data, out=root / "train", model="yolov8n", width=0.0625, depth=0.33, imgsz=64, batch=8, epochs=1
     )
     return checkpoint, data

@@ -20,7 +20,7 @@ def test_convert_validate_save_and_reload(tiny_yolo_checkpoint, tmp_path: Path) 
     snn = det.to_snn("qcfs")
     res = snn.val(data=data, T=(1, 2))
     # the API and convert_det.py agree exactly
-    tool = convert_detector(weights, data, "qcfs", [1, 2], tmp_path / "tool", batch=8)
+    tool = convert_detector(weights, data=data, method="qcfs", timesteps=[1, 2], out=tmp_path / "tool", batch=8)
     assert res[2].map50_95 == tool["snn"]["2"]["map50_95"] and res.ann.map50_95 == tool["ann"]["map50_95"]
     assert res[2].steps_total == 2 and res[2].energy_mj > 0
     assert "SNN qcfs" in res.table() and res.plot(tmp_path / "p.png").is_file()

@@ -65,7 +65,7 @@ def test_frame_input_equals_to_tensor(video: Path) -> None:
 def test_demo_headless_saves_annotated_video(tiny_yolo_checkpoint, video: Path, tmp_path: Path) -> None:
     weights, _ = tiny_yolo_checkpoint
     out = tmp_path / "annotated.mp4"
-    summary = run_demo(str(video), weights, timesteps=2, imgsz=64, save=out, show=False, conf=CONF, progress=False,
+    summary = run_demo(str(video), weights=weights, timesteps=2, imgsz=64, save=out, show=False, conf=CONF, progress=False,
                        backend="torch")
     frames_in = len(_frames(video))
     assert summary.frames == frames_in and summary.error is None
@@ -78,14 +78,14 @@ def test_demo_headless_saves_annotated_video(tiny_yolo_checkpoint, video: Path, 
 
 
 def test_demo_ann_and_max_frames(tiny_yolo_checkpoint, video: Path) -> None:
-    summary = run_demo(str(video), tiny_yolo_checkpoint[0], imgsz=64, show=False, ann=True, conf=CONF,
+    summary = run_demo(str(video), weights=tiny_yolo_checkpoint[0], imgsz=64, show=False, ann=True, conf=CONF,
                        max_frames=3, progress=False, backend="torch")
     assert summary.mode == "ANN" and summary.frames == 3 and summary.firing_rate is None
 
 
 def test_stream_state_runs_and_starts_from_reset(tiny_yolo_checkpoint, video: Path) -> None:
     weights, _ = tiny_yolo_checkpoint
-    summary = run_demo(str(video), weights, imgsz=64, show=False, stream_state=True, conf=CONF, progress=False,
+    summary = run_demo(str(video), weights=weights, imgsz=64, show=False, stream_state=True, conf=CONF, progress=False,
                        backend="torch")
     assert summary.frames == len(_frames(video)) and summary.mode.startswith("SNN stream 1 step/frame")
 
@@ -181,7 +181,7 @@ def test_live_source_that_stops_ends_the_run(tiny_yolo_checkpoint, video: Path, 
     source.kind, source.live = "stream", True  # the file plays a live stream; once it is gone, reconnecting fails
     copy.unlink()
     network, config = load_model(tiny_yolo_checkpoint[0])
-    summary = process_video("live", make_detector(network, 1), 64, config["class_names"], progress=False, video=source)
+    summary = process_video("live", make_detector(network, 1), imgsz=64, names=config["class_names"], progress=False, video=source)
     assert summary.frames == len(_frames(video))
     assert "stopped delivering frames (2 reconnect attempts failed)" in summary.error
 
@@ -205,12 +205,12 @@ def test_compiled_demo_headless(tiny_yolo_checkpoint, video: Path, spikedet_cach
         pytest.skip("the inductor backend needs a C++ compiler (g++ or clang++)")
     weights, _ = tiny_yolo_checkpoint
     out = tmp_path / "annotated.mp4"
-    summary = run_demo(str(video), weights, timesteps=2, imgsz=64, save=out, show=False, conf=CONF, progress=False,
+    summary = run_demo(str(video), weights=weights, timesteps=2, imgsz=64, save=out, show=False, conf=CONF, progress=False,
                        backend=backend)
     assert summary.frames == len(_frames(video)) == len(_frames(out)) and summary.error is None
     assert summary.detections > 0 and summary.mode == "SNN T=2"
     assert summary.firing_rate is not None and 0.0 <= summary.firing_rate < 1.0  # rates: see the parity test
-    ann = run_demo(str(video), weights, imgsz=64, show=False, ann=True, conf=CONF, max_frames=3, progress=False,
+    ann = run_demo(str(video), weights=weights, imgsz=64, show=False, ann=True, conf=CONF, max_frames=3, progress=False,
                    backend=backend)
     assert ann.mode == "ANN" and ann.frames == 3 and ann.detections > 0 and ann.firing_rate is None
     folder = spikedet_cache / backend
@@ -369,7 +369,7 @@ def test_demo_converts_with_the_chosen_method(tiny_yolo_checkpoint, video: Path,
     from spikedet.recipes import get_recipe
 
     weights = tiny_yolo_checkpoint[0]
-    summary = run_demo(str(video), weights, timesteps=2, imgsz=64, show=False, conf=CONF, max_frames=3,
+    summary = run_demo(str(video), weights=weights, timesteps=2, imgsz=64, show=False, conf=CONF, max_frames=3,
                        progress=False, backend="torch", method="pascal")
     assert summary.frames == 3 and summary.mode == "SNN T=2" and summary.error is None
     network, config = load_model(weights, method="casc")

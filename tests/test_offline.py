@@ -27,7 +27,7 @@ SCRIPT = textwrap.dedent(
     from spikedet.engine.train import train_detector
 
     data = generate_synthetic(sys.argv[1] + "/data", num_images=12, image_size=64, seed=1, progress=False)
-    train_detector(data, sys.argv[1] + "/run", model="yolov8n", width=0.0625, depth=0.33, epochs=1, imgsz=64, batch=4)
+    train_detector(data, out=sys.argv[1] + "/run", model="yolov8n", width=0.0625, depth=0.33, epochs=1, imgsz=64, batch=4)
     print("ATTEMPTS", len(attempts), attempts[:3])
     """
 )

@@ -225,7 +225,7 @@ def test_checkpoint_loads_as_ssd(tiny_ssd: Path) -> None:
 
 @pytest.mark.parametrize("method", ["qcfs", "dual_phase", "casc"])
 def test_convert_and_evaluate(method: str, tiny_ssd: Path, tiny_data: Path, tmp_path: Path) -> None:
-    results = convert_detector(tiny_ssd, tiny_data, method, [1, 2], tmp_path, batch=4, calib_images=8)
+    results = convert_detector(tiny_ssd, data=tiny_data, method=method, timesteps=[1, 2], out=tmp_path, batch=4, calib_images=8)
     for metrics in [results["ann"], *results["snn"].values()]:
         assert 0.0 <= metrics["map50_95"] <= metrics["map50"] <= 1.0
     network, config = load_snn(tmp_path / f"snn_{method}.pt")
@@ -259,7 +259,7 @@ def test_train_detector_dispatches_and_rejects(kwargs: dict, message: str, tiny_
     from spikedet.engine.train import train_detector
 
     with pytest.raises(ValueError, match=message):
-        train_detector(tiny_data, tmp_path, epochs=1, imgsz=64, **kwargs)
+        train_detector(tiny_data, out=tmp_path, epochs=1, imgsz=64, **kwargs)
 
 
 @pytest.mark.parametrize(
@@ -321,7 +321,7 @@ def test_demo_runs_the_ssd_with_its_own_nms_iou(tiny_ssd: Path, tiny_data: Path,
         return original(source, detector, size, names, conf, iou, *args, **kwargs)
 
     monkeypatch.setattr(demo, "process_video", spy)
-    summary = demo.run_demo(str(video), tiny_ssd, timesteps=2, imgsz=64, show=False, progress=False, backend="torch")
+    summary = demo.run_demo(str(video), weights=tiny_ssd, timesteps=2, imgsz=64, show=False, progress=False, backend="torch")
     assert seen["iou"] == get_family("ssd").nms_iou == 0.5
     assert summary.frames == len(frames)
 

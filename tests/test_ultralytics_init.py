@@ -136,10 +136,10 @@ def test_train_from_an_ultralytics_run(tiny_yolo_checkpoint, tmp_path: Path) -> 
     from spikedet.engine.train import train_detector
 
     _, data = tiny_yolo_checkpoint
-    silu = train_detector(data, tmp_path / "silu", activation="silu", imgsz=64, batch=8, epochs=1, **TINY)
+    silu = train_detector(data, out=tmp_path / "silu", activation="silu", imgsz=64, batch=8, epochs=1, **TINY)
     last = tmp_path / "silu" / "train" / "weights" / "last.pt"
     assert last.is_file() and load_checkpoint(silu)[0]["activation"] == "silu"
-    qcfs = train_detector(data, tmp_path / "qcfs", init=last, imgsz=64, batch=8, epochs=1)
+    qcfs = train_detector(data, out=tmp_path / "qcfs", init=last, imgsz=64, batch=8, epochs=1)
     config, state, _ = load_checkpoint(qcfs)
     assert config["activation"] == "qcfs" and config["yaml"]["scales"] == load_checkpoint(silu)[0]["yaml"]["scales"]
 
@@ -155,7 +155,7 @@ def test_ultralytics_init_on_every_data_layout(silu_checkpoint: Path, tmp_path_f
     if layout == "yolo":
         train = load_dataset(data, "train")
         data = export_ultralytics(train, load_dataset(data, "val", class_names=train.class_names), root / "yolo")
-    checkpoint = train_detector(data, root / "out", init=silu_checkpoint, imgsz=64, batch=8, epochs=1)
+    checkpoint = train_detector(data, out=root / "out", init=silu_checkpoint, imgsz=64, batch=8, epochs=1)
     config, _, _ = load_checkpoint(checkpoint)
     assert config["activation"] == "qcfs" and config["num_classes"] == 6 and config["init"] == str(silu_checkpoint)
 

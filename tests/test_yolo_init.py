@@ -46,4 +46,4 @@ def test_epoch_selection_is_checked(tmp_path) -> None:
     from spikedet.engine.train import train_detector
 
     with pytest.raises(ValueError, match="select must be 'last' or 'best'"):
-        train_detector("synthetic", tmp_path, select="final")
+        train_detector("synthetic", out=tmp_path, select="final")

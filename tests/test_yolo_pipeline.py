@@ -29,13 +29,13 @@ def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def tiny_ann(tiny_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("train")
-    return train_detector(tiny_data, out, epochs=2, **TINY)
+    return train_detector(tiny_data, out=out, epochs=2, **TINY)
 
 
 @pytest.fixture(scope="module")
 def converted(tiny_ann: Path, tiny_data: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path]:
     out = tmp_path_factory.mktemp("convert")
-    return convert_detector(tiny_ann, tiny_data, "qcfs", [1, 2], out, batch=4), out
+    return convert_detector(tiny_ann, data=tiny_data, method="qcfs", timesteps=[1, 2], out=out, batch=4), out
 
 
 def test_trained_checkpoint_is_safe_and_quantized(tiny_ann: Path) -> None:
@@ -81,8 +81,8 @@ def test_spiking_checkpoint_is_evaluated_as_stored(converted: tuple[dict, Path],
     """convert_det.py --weights SNN: the stored network beside its ANN, the same numbers as the conversion."""
     results, out = converted
     with pytest.raises(ValueError, match="already spiking"):
-        convert_detector(out / "snn_qcfs.pt", tiny_data, "qcfs", [1], tmp_path)
-    again = convert_detector(out / "snn_qcfs.pt", tiny_data, None, [1, 2], tmp_path, batch=4)
+        convert_detector(out / "snn_qcfs.pt", data=tiny_data, method="qcfs", timesteps=[1], out=tmp_path)
+    again = convert_detector(out / "snn_qcfs.pt", data=tiny_data, method=None, timesteps=[1, 2], out=tmp_path, batch=4)
     assert again["method"] == "qcfs" and again["ann"]["map50_95"] == results["ann"]["map50_95"]
     for t in ("1", "2"):
         assert again["snn"][t]["map50_95"] == results["snn"][t]["map50_95"]
@@ -99,7 +99,7 @@ def test_pickled_checkpoint_is_refused(tmp_path: Path) -> None:
 
 def test_dataset_with_other_classes(tiny_ann: Path, shared_datasets: Path, tmp_path: Path) -> None:
     with pytest.raises(DatasetError, match="raccoon"):
-        convert_detector(tiny_ann, shared_datasets / "raccoon", "qcfs", [1], tmp_path)
+        convert_detector(tiny_ann, data=shared_datasets / "raccoon", method="qcfs", timesteps=[1], out=tmp_path)
 
 
 def test_empty_split(tiny_ann: Path, tiny_data: Path, tmp_path: Path) -> None:
@@ -110,18 +110,18 @@ def test_empty_split(tiny_ann: Path, tiny_data: Path, tmp_path: Path) -> None:
     for split in ("train", "val"):
         (voc / "ImageSets" / "Main" / f"{split}.txt").write_text("")
     with pytest.raises(DatasetError, match="empty"):
-        convert_detector(tiny_ann, voc, "qcfs", [1], tmp_path / "out")
+        convert_detector(tiny_ann, data=voc, method="qcfs", timesteps=[1], out=tmp_path / "out")
 
 
 @pytest.mark.parametrize("bad", [[0], [-2]])
 def test_bad_timesteps(tiny_ann: Path, tiny_data: Path, tmp_path: Path, bad: list[int]) -> None:
     with pytest.raises(ValueError, match=">= 1"):
-        convert_detector(tiny_ann, tiny_data, "qcfs", bad, tmp_path)
+        convert_detector(tiny_ann, data=tiny_data, method="qcfs", timesteps=bad, out=tmp_path)
 
 
 def test_unknown_method(tiny_ann: Path, tiny_data: Path, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="unknown method 'nope'; available: .*qcfs"):
-        convert_detector(tiny_ann, tiny_data, "nope", [1], tmp_path)
+        convert_detector(tiny_ann, data=tiny_data, method="nope", timesteps=[1], out=tmp_path)
 
 
 @pytest.mark.parametrize(
@@ -156,7 +156,7 @@ def test_fine_tune_from_checkpoint(tiny_ann: Path, tiny_data: Path, tmp_path: Pa
     model, config = load_ann(tiny_ann)
     silu = tmp_path / "silu.pt"
     save_checkpoint(silu, model, "ann", config)
-    path = train_detector(tiny_data, tmp_path / "ft", epochs=1, init=silu, **TINY)
+    path = train_detector(tiny_data, out=tmp_path / "ft", epochs=1, init=silu, **TINY)
     assert load_checkpoint(path)[0]["init"] == str(silu)
 
 
@@ -203,4 +203,8 @@ def test_ultralytics_validator_and_predictor_accept_ann_and_snn(tiny_ann: Path, 
     yolo = YOLO("yolov8n.yaml", task="detect")
     yolo.model = model
     results = yolo.predict(val.records[0].path, imgsz=64, conf=0.001, verbose=False)
-    assert len(results) == 1 and results[0].boxes is not None
+    assert len(results) == 1
+    boxes, (height, width) = results[0].boxes, results[0].orig_shape
+    assert len(boxes) > 0  # conf 0.001: even an untrained head gives candidates
+    assert set(boxes.cls.int().tolist()) <= set(names) and ((boxes.conf > 0) & (boxes.conf <= 1)).all()
+    assert (boxes.xyxy[:, [0, 2]] <= width).all() and (boxes.xyxy[:, [1, 3]] <= height).all() and (boxes.xyxy >= 0).all()

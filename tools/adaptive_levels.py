@@ -1,37 +1,11 @@
 #!/usr/bin/env python
-"""PASCAL's adaptive layer-wise levels: score every activation of a QCFS detector with the AL metric on training
-images, print the per-layer L it leads to, and plot the metric. Train with them: train_det.py --levels al."""
-from __future__ import annotations
-
-import argparse
+"""PASCAL's adaptive layer-wise levels: the AL metric of every activation and the per-layer L it leads to: ``spikedet levels`` (``--help`` lists the options)."""
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from spikedet.cli import run_cli  # noqa: E402
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--weights", default=None, help="QCFS ANN checkpoint (default: the shipped synthetic model)")
-    parser.add_argument("--data", default=None, help="dataset (default: the one the model was trained on)")
-    parser.add_argument("--choices", default="2,4,8", help="candidate levels, fewest to the most crowded layers")
-    parser.add_argument("--images", type=int, default=64, help="training images to measure on")
-    parser.add_argument("--out", default="outputs/adaptive_levels.png", help="plot path")
-    args = parser.parse_args()
-
-    def job() -> None:
-        from spikedet.engine.evaluate import DEFAULT_WEIGHTS
-        from spikedet.engine.levels import adaptive_levels, al_choices, format_levels, plot_levels
-
-        levels, layers = adaptive_levels(args.weights or DEFAULT_WEIGHTS, args.data, al_choices(f"al:{args.choices}"), args.images)
-        print(format_levels(layers, levels))
-        print(f"--levels {','.join(map(str, levels))}")
-        print(f"plot: {plot_levels(layers, levels, args.out)}")
-
-    run_cli(job)
-
+from spikedet.commands.levels import main  # noqa: E402
 
 if __name__ == "__main__":
     main()

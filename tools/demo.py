@@ -1,79 +1,11 @@
 #!/usr/bin/env python
-"""Live spiking object detection on a camera, a video file or a network stream.
-
-    python tools/demo.py                                   # camera 0, shipped model (qcfs), T=4, window (q quits)
-    python tools/demo.py --source clip.mp4 --no-show --save out.mp4
-    python tools/demo.py --source rtsp://host/stream --stream-state      # state carries over, 1 step per frame
-    python tools/demo.py --source clip.mp4 --ann                         # the ANN, for comparison
-    python tools/demo.py --source clip.mp4 --method pascal               # PASCAL: close to the ANN at T=4
-
---stream-state keeps the membrane state from frame to frame and simulates --steps-per-frame steps per frame; the
-read-out averages the last --window steps (default: T), and membranes and max-pools forget old scenes (--leak,
---pool-decay). The overlay shows boxes, FPS, T, the mean firing rate and a per-layer firing-rate bar chart.
---backend picks the runtime: auto (default: inductor when a C++ compiler is found, else onnxruntime), inductor,
-onnxruntime or torch. The compiled backends build the graph once per model and setting, then load it from the cache.
-"""
-from __future__ import annotations
-
-import argparse
+"""Live spiking object detection on a camera, a video file or a network stream: ``spikedet demo`` (``--help`` lists the options)."""
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from spikedet.cli import run_cli  # noqa: E402
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--source", default="0", help="camera index, video file or stream URL (default: 0)")
-    parser.add_argument("--weights", default=None, help="spikedet ANN or SNN checkpoint (default: the shipped model)")
-    parser.add_argument("--T", type=int, default=4,
-                        help="time steps per frame (stream mode: the default read-out window)")
-    parser.add_argument("--imgsz", type=int, default=None, help="input size (default: the model's, 320 shipped)")
-    parser.add_argument("--save", default=None, help="write the annotated video here (mp4)")
-    parser.add_argument("--no-show", action="store_true", help="no window (servers, CI)")
-    parser.add_argument("--stream-state", action="store_true", help="carry the membrane state over between frames")
-    parser.add_argument("--steps-per-frame", type=int, default=1, help="stream mode: time steps per frame")
-    parser.add_argument("--window", type=int, default=None,
-                        help="stream mode: read-out over the last N steps (default: T; 0: all steps since start)")
-    parser.add_argument("--leak", type=float, default=0.25,
-                        help="stream mode: fraction of each membrane's offset from its initial potential kept "
-                             "per frame (1: pure carry-over)")
-    parser.add_argument("--pool-decay", type=float, default=0.5,
-                        help="stream mode: fraction of the max-pool accumulators kept per frame (1: no decay)")
-    parser.add_argument("--method", default=None,
-                        help="conversion recipe for an ANN checkpoint (default qcfs): qcfs, cos, casc or pascal; "
-                             "the calibrating ones (dual_phase, fast_snn) need data: convert with "
-                             "tools/convert_det.py and pass the SNN checkpoint as --weights")
-    parser.add_argument("--ann", action="store_true", help="run the quantized ANN instead, for comparison")
-    parser.add_argument("--conf", type=float, default=0.25, help="score threshold")
-    parser.add_argument("--iou", type=float, default=None, help="NMS IoU threshold (default: the detector family's, 0.7 YOLO, 0.5 SSD)")
-    parser.add_argument("--max-frames", type=int, default=None, help="stop after N frames")
-    parser.add_argument("--backend", default="auto",
-                        help="auto (default), inductor, onnxruntime or torch. inductor compiles the detector ahead "
-                             "of time with PyTorch's AOTInductor (needs a C++ compiler; the fastest on CPU, see "
-                             "BENCHMARKS.md); onnxruntime runs its ONNX export; auto takes inductor when it can and "
-                             "onnxruntime otherwise. The first run with a model and settings compiles and checks the "
-                             "graph (up to a minute), later runs load it from the spikedet cache. torch runs the "
-                             "PyTorch model eagerly")
-    args = parser.parse_args()
-
-    def job() -> None:
-        from spikedet.deploy.demo import run_demo
-        from spikedet.deploy.video import SourceError
-
-        summary = run_demo(
-            args.source, args.weights, args.T, args.imgsz, args.save, not args.no_show, args.stream_state,
-            args.steps_per_frame, args.window, args.leak, args.pool_decay, args.ann, args.conf, args.iou,
-            args.max_frames, backend=args.backend, method=args.method,
-        )
-        print(summary.format())
-        if summary.error:
-            raise SourceError(summary.error)
-
-    run_cli(job)
-
+from spikedet.commands.demo import main  # noqa: E402
 
 if __name__ == "__main__":
     main()

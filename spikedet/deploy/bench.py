@@ -44,7 +44,7 @@ def _throughput(
     images = _first_frame(video, imgsz)
     for _ in range(warmup):  # first calls allocate; the demo resets the detector before its first frame
         detector(images)
-    summary = process_video(str(video), detector, imgsz, names, progress=False)
+    summary = process_video(str(video), detector, imgsz=imgsz, names=names, progress=False)
     target = next((v for k, v in TARGET_FPS.items() if detector.label.startswith(k)), None)
     return {
         "mode": detector.label, "backend": backend, "frames": summary.frames, "fps": summary.fps,

@@ -111,6 +111,7 @@ def annotate(
 def process_video(
     source: str | int,
     detector: FrameDetector,
+    *,
     imgsz: int,
     names: list[str],
     conf: float = 0.25,
@@ -194,6 +195,7 @@ def process_video(
 
 def run_demo(
     source: str | int = "0",
+    *,
     weights: str | Path | None = None,
     timesteps: int = 4,
     imgsz: int | None = None,
@@ -234,4 +236,7 @@ def run_demo(
             model, size, timesteps, stream_state, steps_per_frame, window, leak, pool_decay, backend,
             log=print if progress else None,
         )
-        return process_video(source, detector, size, names, conf, iou, save, show, max_frames, progress, video)
+        return process_video(
+            source, detector, imgsz=size, names=names, conf=conf, iou=iou, save=save, show=show,
+            max_frames=max_frames, progress=progress, video=video,
+        )

@@ -59,7 +59,7 @@ from ..engine.evaluate import build_snn, check_classes, load_detector
 from ..engine.inference import image_batches
 from ..recipes import get_recipe
 from ..spiking import (
-    IFNeuron, OnlineSchedule, ReadOut, SpikeMonitor, SpikingNetwork, SpikingNeuron, StatefulModule, check_timesteps,
+    OnlineSchedule, ReadOut, SpikeMonitor, SpikingNetwork, SpikingNeuron, StatefulModule, check_timesteps,
     fold_batchnorm,
 )
 from .detector import check_imgsz, detect_output, forgetting, forgetting_modules, resolve_weights
@@ -101,8 +101,8 @@ class _SpikeCounts:
         self._counts = {}
 
         def hook(index: int, module: SpikingNeuron, output: torch.Tensor) -> None:
-            # an IF neuron's spikes are never negative: |out| would be a pass over the layer for nothing
-            count = (output if isinstance(module, IFNeuron) else output.abs()).sum() / module.threshold
+            # unsigned spikes are never negative: |out| would be a pass over the layer for nothing
+            count = (output.abs() if module.signed else output).sum() / module.threshold
             self._counts[index] = count + self._counts[index] if index in self._counts else count
             self.sizes[index] = output[0].numel()
 

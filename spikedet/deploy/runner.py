@@ -1,24 +1,15 @@
 """What the demo's compiled backends share below the detectors: the runner interface and the compiler check."""
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from ..spiking.surrogate_kernels import cxx_compiler
 from .onnx_export import GraphWriter
 
 __all__ = ["GraphRunner", "cxx_compiler"]
-
-
-def cxx_compiler() -> str | None:
-    """The path of the C++ compiler AOTInductor would use (its ``cpp.cxx`` setting: ``$CXX`` when torch was
-    imported, else ``g++``), or None when there is none."""
-    from torch._inductor import config
-
-    names = config.cpp.cxx if isinstance(config.cpp.cxx, (list, tuple)) else (config.cpp.cxx,)
-    return next((found for found in map(shutil.which, filter(None, names)) if found), None)
 
 
 class GraphRunner:

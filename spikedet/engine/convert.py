@@ -22,6 +22,7 @@ def _summary(metrics: dict[str, Any]) -> dict[str, Any]:
 
 def convert_detector(
     weights: str | Path | None = None,
+    *,
     data: str | Path | None = None,
     method: str | None = None,
     timesteps: list[int] = (1, 2, 4, 8),

@@ -34,6 +34,7 @@ def _adaptive_levels(spec: str, init: str | Path | None, data: str | Path, out: 
 
 def train_detector(
     data: str | Path,
+    *,
     out: str | Path,
     model: str = "yolov8n",
     activation: str = "qcfs",

@@ -14,10 +14,10 @@ import torch
 from torch import nn
 
 from .layer import ReadOut, SpikingMaxPool
-from .neuron import CIFNeuron, COSNeuron, IFNeuron, PascalNeuron, SignedIFNeuron, SpikingNeuron
+from .neuron import NEURONS, SpikingNeuron
 from .quant import QCFS
 
-__all__ = ["NEURONS", "ConversionError", "fold_batchnorm", "convert", "is_analog", "spiking_modules"]
+__all__ = ["ConversionError", "fold_batchnorm", "convert", "is_analog", "spiking_modules"]
 
 # Nonlinear modules with no spiking equivalent here: left in place they would be applied to spikes.
 UNSUPPORTED = (
@@ -40,13 +40,6 @@ def is_analog(module: nn.Module) -> bool:
     return getattr(module, _ANALOG_ATTR, False)
 
 
-NEURONS: dict[str, Callable[..., SpikingNeuron]] = {
-    "if": lambda q, **kw: IFNeuron(q.threshold, v0=q.shift, **kw),
-    "signed_if": lambda q, **kw: SignedIFNeuron(q.threshold, v0=q.shift, **kw),
-    "cif": lambda q, **kw: CIFNeuron(q.threshold, v0=q.shift, **kw),
-    "cos": lambda q, **kw: COSNeuron(q.threshold, v0=q.shift, **kw),
-    "pascal": lambda q, **kw: PascalNeuron(q.threshold, levels=q.levels, v0=q.shift, **kw),
-}
 
 
 def _fuse_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> None:
@@ -103,13 +96,17 @@ def convert(
         model: a network whose activations are :class:`QCFS` (eval mode is set on the copy).
         readouts: qualified names of the layers whose outputs are the network's read-out (e.g. a detector
             head's final convs); their outputs are averaged over the effective time steps.
-        neuron: a name from :data:`NEURONS` or a factory ``(QCFS, **neuron_args) -> SpikingNeuron``.
+        neuron: a registered neuron's name (:data:`~spikedet.spiking.neuron.NEURONS`) or a factory
+            ``(QCFS, **neuron_args) -> SpikingNeuron``.
         analog: qualified names of sub-modules after the read-out that stay in ANN arithmetic (decoding).
         neuron_args: extra keyword arguments of the neuron (e.g. COS's ``rho``).
     """
-    factory = NEURONS.get(neuron) if isinstance(neuron, str) else neuron
-    if factory is None:
-        raise ConversionError(f"unknown neuron '{neuron}'; choose from {sorted(NEURONS)}")
+    if isinstance(neuron, str):
+        if neuron not in NEURONS:
+            raise ConversionError(f"unknown neuron '{neuron}'; choose from {', '.join(NEURONS.names())}")
+        factory = NEURONS.get(neuron).from_qcfs
+    else:
+        factory = neuron
     snn = copy.deepcopy(model).eval()
     names = dict(snn.named_modules())
     for name in readouts:

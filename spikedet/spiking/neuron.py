@@ -11,9 +11,17 @@ import torch
 
 from . import functional as F
 from .context import StatefulModule
-from .surrogate import if_steps_surrogate
+from .quant import QCFS
+from .registry import Registry
+from .surrogate import if_steps_surrogate, signed_if_steps_surrogate
 
-__all__ = ["SpikingNeuron", "IFNeuron", "SignedIFNeuron", "CIFNeuron", "COSNeuron", "PascalNeuron"]
+__all__ = [
+    "NEURONS", "register_neuron", "SpikingNeuron", "IFNeuron", "SignedIFNeuron", "CIFNeuron", "COSNeuron", "PascalNeuron",
+]
+
+# a recipe's ``neuron:`` → the class that replaces each QCFS activation (built with ``from_qcfs``)
+NEURONS: Registry[type["SpikingNeuron"]] = Registry("neuron")
+register_neuron = NEURONS.register
 
 
 class SpikingNeuron(StatefulModule):
@@ -24,6 +32,8 @@ class SpikingNeuron(StatefulModule):
     # fires as its input arrives, so a simulation can stop or continue at any step; False for neurons that
     # start each run from its whole input (PASCAL integrates it first, COS pre-runs it to set its potentials)
     online = True
+    # emits −θ as well as θ (its spike count is then Σ|out|/θ)
+    signed = False
 
     def __init__(self, threshold: float | torch.Tensor, v0: float | torch.Tensor = 0.5) -> None:
         super().__init__()
@@ -34,6 +44,11 @@ class SpikingNeuron(StatefulModule):
         self.spike_count = 0.0
         self.neuron_steps = 0
         self.step_spikes: torch.Tensor | None = None
+
+    @classmethod
+    def from_qcfs(cls, q: QCFS, **kwargs) -> "SpikingNeuron":
+        """The neuron replacing the QCFS activation ``q`` at conversion: θ = λ, v0 = the QCFS shift."""
+        return cls(q.threshold, v0=q.shift, **kwargs)
 
     def reset_stats(self) -> None:
         self.spike_count = 0.0
@@ -77,6 +92,12 @@ class SpikingNeuron(StatefulModule):
         return f"threshold={self.threshold.item():.4g}, v0={v0}·θ"
 
 
+def _needs_grad(x: torch.Tensor, neuron: SpikingNeuron) -> bool:
+    """Whether this call trains (spike-aware fine-tuning): the surrogate-gradient kernels run then."""
+    return torch.is_grad_enabled() and (x.requires_grad or neuron.v.requires_grad or neuron.threshold.requires_grad)
+
+
+@register_neuron("if")
 class IFNeuron(SpikingNeuron):
     """Integrate-and-fire with soft reset (QCFS: ``θ = λ``, ``v0 = θ/2``, fire on ``≥``).
 
@@ -93,7 +114,7 @@ class IFNeuron(SpikingNeuron):
         self.fire_ge = fire_ge
 
     def _run(self, x: torch.Tensor, steps: int, constant: bool) -> torch.Tensor:
-        if torch.is_grad_enabled() and (x.requires_grad or self.v.requires_grad or self.threshold.requires_grad):
+        if _needs_grad(x, self):
             if self.ctx.input_mask() is not None:
                 raise ValueError("spike-aware training has no sleep steps; train an online (all-wake) network")
             out, self.v = if_steps_surrogate(
@@ -104,10 +125,16 @@ class IFNeuron(SpikingNeuron):
         return F.if_steps(x, self.v, self.threshold, steps, constant, self.fire_ge, self.ctx.input_mask())
 
 
+@register_neuron("signed_if")
 class SignedIFNeuron(SpikingNeuron):
-    """Fast-SNN's signed IF: retracts a spike (−θ) when over-fired; the net count never goes negative."""
+    """Fast-SNN's signed IF: retracts a spike (−θ) when over-fired; the net count never goes negative.
+
+    Trains like :class:`IFNeuron`, through :func:`~spikedet.spiking.surrogate.signed_if_steps_surrogate`.
+    """
 
     state_attrs = ("v", "count")
+    signed = True
+    surrogate = "triangle"
     count: torch.Tensor | None
 
     def __init__(self, threshold: float | torch.Tensor, v0: float | torch.Tensor = 0.5, eps: float = 1e-3) -> None:
@@ -121,13 +148,20 @@ class SignedIFNeuron(SpikingNeuron):
     def _run(self, x: torch.Tensor, steps: int, constant: bool) -> torch.Tensor:
         if self.ctx.input_mask() is not None:
             raise ValueError("SignedIFNeuron has no sleep steps; use CIFNeuron for wake/sleep schedules")
+        if _needs_grad(x, self):
+            out, self.v, self.count = signed_if_steps_surrogate(
+                x, self.v, self.count, self.threshold, steps, constant=constant, eps=self.eps, surrogate=self.surrogate
+            )
+            return out
         return F.signed_if_steps(x, self.v, self.count, self.threshold, steps, constant, self.eps)
 
 
+@register_neuron("cif")
 class CIFNeuron(SpikingNeuron):
     """CASC's consistent IF neuron (±θ spikes, net count capped by the wake steps seen; ``v0 = 0``)."""
 
     state_attrs = ("v", "count", "wake_steps")
+    signed = True
     count: torch.Tensor | None
     wake_steps: torch.Tensor | None
 
@@ -144,6 +178,7 @@ class CIFNeuron(SpikingNeuron):
         return F.cif_steps(x, self.v, self.count, self.wake_steps, self.threshold, steps, wake, constant)
 
 
+@register_neuron("cos")
 class COSNeuron(IFNeuron):
     """IF with COS's test-time offset calibration: pre-run ``rho`` steps, shift ``v0`` by ∓θ where the neuron
     over- or under-fired, then simulate from the shifted potential (per image, per neuron).
@@ -171,6 +206,7 @@ class COSNeuron(IFNeuron):
         return f"{super().extra_repr()}, rho={self.rho}"
 
 
+@register_neuron("pascal")
 class PascalNeuron(SpikingNeuron):
     """PASCAL's spike-accumulation neuron: integrates the whole input sequence, then emits the QCFS value of
     its mean exactly (front-loaded). Layer-sequential: an output exists only after all T input steps."""
@@ -187,6 +223,10 @@ class PascalNeuron(SpikingNeuron):
             raise ValueError(f"PascalNeuron tol must be in [0, 0.5), got {tol}")
         self.levels = int(levels)
         self.tol = float(tol)
+
+    @classmethod
+    def from_qcfs(cls, q: QCFS, **kwargs) -> "PascalNeuron":
+        return cls(q.threshold, levels=q.levels, v0=q.shift, **kwargs)
 
     def _init_state(self, shape: torch.Size, like: torch.Tensor) -> None:
         """No membrane state carries over: each call integrates its whole input sequence."""

@@ -1,9 +1,16 @@
 """Temporal schedules (methods.md §8.4): which simulated steps are wake steps and where read-outs fall."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from typing import Any
 
-__all__ = ["Schedule", "OnlineSchedule", "PreRunSchedule", "WakeSleepSchedule"]
+from .registry import Registry
+
+__all__ = ["SCHEDULES", "register_schedule", "Schedule", "OnlineSchedule", "PreRunSchedule", "WakeSleepSchedule"]
+
+# a recipe's ``schedule:`` kind → its class (built from the YAML's other keys)
+SCHEDULES: Registry[type["Schedule"]] = Registry("schedule")
+register_schedule = SCHEDULES.register
 
 
 @dataclass(frozen=True)
@@ -17,6 +24,19 @@ class Schedule:
     def plan(self, timesteps: int) -> tuple[list[bool], dict[int, int]]:
         raise NotImplementedError
 
+    @classmethod
+    def from_spec(cls, spec: dict[str, Any]) -> "Schedule":
+        """Built from a recipe YAML's ``schedule`` mapping (its ``kind`` key aside); unknown keys are errors."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(spec) - known - {"kind"})
+        if unknown:
+            raise ValueError(f"schedule {cls.__name__} has no setting {', '.join(unknown)} (it has: {', '.join(sorted(known)) or 'none'})")
+        return cls(**{k: v for k, v in spec.items() if k in known})
+
+    def neuron_args(self) -> dict[str, Any]:
+        """Extra keyword arguments this schedule gives every neuron (COS's pre-run length)."""
+        return {}
+
     def simulated_steps(self, timesteps: int) -> int:
         """Steps the network is run for to deliver T effective steps (sleep steps included)."""
         return len(self.plan(timesteps)[0])
@@ -26,6 +46,7 @@ class Schedule:
         return self.simulated_steps(timesteps)
 
 
+@register_schedule("online")
 @dataclass(frozen=True)
 class OnlineSchedule(Schedule):
     """Every step is a wake step: T effective steps take T simulated steps."""
@@ -34,6 +55,7 @@ class OnlineSchedule(Schedule):
         return [True] * timesteps, {t: t - 1 for t in range(1, timesteps + 1)}
 
 
+@register_schedule("wake_sleep")
 @dataclass(frozen=True)
 class WakeSleepSchedule(Schedule):
     """CASC: blocks of ``wake`` steps with input and bias on, then ``sleep`` steps with both off.
@@ -69,6 +91,7 @@ class WakeSleepSchedule(Schedule):
         return flags, readout
 
 
+@register_schedule("pre_run")
 @dataclass(frozen=True)
 class PreRunSchedule(OnlineSchedule):
     """COS: each layer first pre-simulates ``rho`` steps of its input, then the T steps. The T-step simulation
@@ -82,3 +105,6 @@ class PreRunSchedule(OnlineSchedule):
 
     def steps_total(self, timesteps: int) -> int:
         return timesteps + min(self.rho, timesteps)
+
+    def neuron_args(self) -> dict[str, Any]:
+        return {"rho": self.rho}

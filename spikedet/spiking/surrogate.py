@@ -4,7 +4,8 @@ The forward pass is the exact integrate-and-fire simulation of :func:`~spikedet.
 (same arithmetic, bit-identical output); only the backward pass replaces the Heaviside step's zero derivative
 by a surrogate ``∂s/∂m ≈ σ(m − θ)``. The whole T-step recurrence is one autograd node that keeps just the
 pre-spike membranes ``m_t`` and runs the reverse-time recursion itself, so training costs one ``[T, *shape]``
-tensor per neuron layer instead of a graph of ~5 ops per step.
+tensor per neuron layer instead of a graph of ~5 ops per step; both loops are fused kernels
+(:mod:`~spikedet.spiking.surrogate_kernels`).
 
 Recurrence (per element, soft reset): ``m_t = v_{t−1} + x_t``, ``s_t = H(m_t − θ)``, ``o_t = θ s_t``,
 ``v_t = m_t − θ s_t``, ``v_0`` given. With ``δ_t = ∂L/∂v_t`` (``δ_T = 0``) and ``g_t = ∂L/∂o_t``:
@@ -12,28 +13,21 @@ Recurrence (per element, soft reset): ``m_t = v_{t−1} + x_t``, ``s_t = H(m_t �
     ∂L/∂s_t = θ g_t − θ δ_t          (the second term only when the reset is not detached)
     ∂L/∂m_t = δ_t + σ_t ∂L/∂s_t  = ∂L/∂x_t = δ_{t−1}
     ∂L/∂θ  += s_t g_t − s_t δ_t − σ_t ∂L/∂s_t
+
+Fast-SNN's signed IF adds a negative spike after the positive reset, ``n_t = c_t·H(−εθ − v'_t)`` with
+``v'_t = m_t − θ s_t`` and the gate ``c_t = [net count > 0]`` held constant; ``o_t = θ(s_t − n_t)``. Its
+resets are always detached, so with ``ν_t`` the surrogate at ``v'_t + εθ``:
+
+    ∂L/∂m_t = δ_t + θ g_t (σ_t + c_t ν_t)
+    ∂L/∂θ  += (s_t − n_t)(g_t − δ_t) − θ g_t σ_t − θ g_t c_t ν_t (s_t − ε)
 """
 from __future__ import annotations
 
-from typing import Callable
-
 import torch
 
-__all__ = ["SURROGATES", "if_steps_surrogate"]
+from .surrogate_kernels import SURROGATES, fused, if_backward, if_forward, signed_if_backward, signed_if_forward
 
-
-def _triangle(u: torch.Tensor, threshold: torch.Tensor) -> torch.Tensor:
-    """``max(0, 1 − |u|/θ)/θ``: a spike's value θ then has slope 1 near threshold, like the ANN's STE."""
-    return (1 - u.abs() / threshold).clamp_(min=0) / threshold
-
-
-def _sigmoid(u: torch.Tensor, threshold: torch.Tensor) -> torch.Tensor:
-    """Derivative of ``sigmoid(4u/θ)``: the same peak slope as the triangle, with tails."""
-    sig = torch.sigmoid(4 * u / threshold)
-    return 4 * sig * (1 - sig) / threshold
-
-
-SURROGATES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {"triangle": _triangle, "sigmoid": _sigmoid}
+__all__ = ["SURROGATES", "if_steps_surrogate", "signed_if_steps_surrogate"]
 
 
 def _reduce_to(grad: torch.Tensor, shape: torch.Size) -> torch.Tensor:
@@ -49,16 +43,7 @@ def _reduce_to(grad: torch.Tensor, shape: torch.Size) -> torch.Tensor:
 class _IFSurrogate(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, v_init, threshold, steps, constant, fire_ge, surrogate, detach_reset):
-        v = v_init.detach().clone()
-        out = torch.empty((steps, *v.shape), dtype=v.dtype, device=v.device)
-        membranes = torch.empty_like(out)
-        compare = torch.ge if fire_ge else torch.gt
-        for t in range(steps):
-            v.add_(x if constant else x[t])
-            membranes[t].copy_(v)
-            spike = out[t]
-            compare(v, threshold, out=spike)
-            v.sub_(spike.mul_(threshold))
+        out, membranes, v = fused(if_forward)(x, v_init.detach(), threshold.detach(), steps, constant, fire_ge)
         ctx.save_for_backward(membranes, threshold)
         ctx.config = (constant, fire_ge, surrogate, detach_reset)
         ctx.mark_non_differentiable(v)
@@ -67,28 +52,11 @@ class _IFSurrogate(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_out, _grad_v):
         membranes, threshold = ctx.saved_tensors
-        constant, fire_ge, surrogate, detach_reset = ctx.config
-        derivative = SURROGATES[surrogate]
-        compare = torch.ge if fire_ge else torch.gt
-        delta = torch.zeros_like(membranes[0])
-        grad_x = torch.zeros_like(delta) if constant else torch.empty_like(membranes)
-        grad_theta = torch.zeros_like(delta)
-        for t in range(membranes.shape[0] - 1, -1, -1):
-            m, g = membranes[t], grad_out[t]
-            spike = compare(m, threshold).to(m.dtype)
-            sigma = derivative(m - threshold, threshold)
-            d_spike = threshold * g if detach_reset else threshold * (g - delta)
-            d_m = delta + sigma * d_spike
-            grad_theta += spike * (g - delta) - sigma * d_spike
-            if constant:
-                grad_x += d_m
-            else:
-                grad_x[t] = d_m
-            delta = d_m
+        grad_x, grad_v, grad_theta = fused(if_backward)(membranes, grad_out.contiguous(), threshold, *ctx.config)
         needs = ctx.needs_input_grad
         return (
             grad_x if needs[0] else None,
-            delta if needs[1] else None,
+            grad_v if needs[1] else None,
             _reduce_to(grad_theta, threshold.shape) if needs[2] else None,
             None, None, None, None, None,
         )
@@ -118,3 +86,54 @@ def if_steps_surrogate(
     shape = x.shape if constant else x.shape[1:]
     v_init = v_init.expand(shape)
     return _IFSurrogate.apply(x, v_init, threshold, steps, constant, fire_ge, surrogate, detach_reset)
+
+
+class _SignedIFSurrogate(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, v_init, count_init, threshold, steps, constant, eps, surrogate):
+        out, membranes, gates, v, count = fused(signed_if_forward)(
+            x, v_init.detach(), count_init.detach(), threshold.detach(), steps, constant, eps
+        )
+        ctx.save_for_backward(membranes, gates, out, threshold)
+        ctx.config = (constant, eps, surrogate)
+        ctx.mark_non_differentiable(v, count)
+        return out, v, count
+
+    @staticmethod
+    def backward(ctx, grad_out, _grad_v, _grad_count):
+        membranes, gates, out, threshold = ctx.saved_tensors
+        grad_x, grad_v, grad_theta = fused(signed_if_backward)(
+            membranes, gates, out, grad_out.contiguous(), threshold, *ctx.config
+        )
+        needs = ctx.needs_input_grad
+        return (
+            grad_x if needs[0] else None,
+            grad_v if needs[1] else None,
+            None,
+            _reduce_to(grad_theta, threshold.shape) if needs[3] else None,
+            None, None, None, None,
+        )
+
+
+def signed_if_steps_surrogate(
+    x: torch.Tensor,
+    v_init: torch.Tensor,
+    count_init: torch.Tensor,
+    threshold: torch.Tensor,
+    steps: int,
+    *,
+    constant: bool = False,
+    eps: float = 1e-3,
+    surrogate: str = "triangle",
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Fast-SNN's signed IF with a surrogate gradient; returns ``(output, final membrane, final net count)``.
+
+    The output equals :func:`~spikedet.spiking.functional.signed_if_steps` bit for bit. Both resets are kept out
+    of the backward pass, and so is the gate that lets a negative spike fire only after a positive one.
+    """
+    if surrogate not in SURROGATES:
+        raise ValueError(f"unknown surrogate '{surrogate}'; choose from {', '.join(SURROGATES)}")
+    shape = x.shape if constant else x.shape[1:]
+    return _SignedIFSurrogate.apply(
+        x, v_init.expand(shape), count_init.expand(shape), threshold, steps, constant, eps, surrogate
+    )

@@ -2,8 +2,9 @@
 
 Fine-tuning trains the network *as a spiking network*: its forward pass is the T-step simulation the runtime
 runs (time folded into the batch), its backward pass goes through the neurons' surrogate gradient
-(:mod:`spikedet.spiking.surrogate`). Only online IF neurons (``qcfs``, ``dual_phase``) can be trained: their
-read-out after each step is the output at that T, so one simulation to ``max(T)`` trains every T at once.
+(:mod:`spikedet.spiking.surrogate`). Only online neurons can be trained: IF (``qcfs``, ``dual_phase``) and
+Fast-SNN's signed IF (``fast_snn``). Their read-out after each step is the output at that T, so one simulation
+to ``max(T)`` trains every T at once.
 """
 from __future__ import annotations
 
@@ -15,18 +16,21 @@ from torch import nn
 
 from .context import SimContext
 from .convert import spiking_modules
-from .neuron import IFNeuron, SpikingNeuron
+from .neuron import IFNeuron, SignedIFNeuron, SpikingNeuron
 from .runtime import check_timesteps, select_step
 from .surrogate import SURROGATES
 
 __all__ = [
-    "NEURON_LR_SCALE", "attach_context", "check_trainable", "make_trainable", "separate_neuron_parameters",
+    "NEURON_LR_SCALE", "TRAINABLE_NEURONS", "attach_context", "check_trainable", "make_trainable", "separate_neuron_parameters",
     "simulation", "steps_of",
 ]
 
 # Adam-type optimizers move each parameter by about the learning rate per step whatever its size: thresholds
 # (~1-4) would barely move at a learning rate sized for conv weights (~0.01-0.1), so theirs is scaled up.
 NEURON_LR_SCALE = 10.0
+
+# the neurons with a surrogate-gradient kernel (spiking/surrogate.py)
+TRAINABLE_NEURONS = (IFNeuron, SignedIFNeuron)
 
 
 def check_trainable(net: nn.Module) -> None:
@@ -35,10 +39,10 @@ def check_trainable(net: nn.Module) -> None:
     if not neurons:
         raise ValueError("the network has no spiking neurons: convert an ANN first (tools/convert_det.py)")
     for name, module in neurons:
-        if type(module) is not IFNeuron:
+        if type(module) not in TRAINABLE_NEURONS:
             raise ValueError(
                 f"neuron '{name}' is {type(module).__name__}: spike-aware fine-tuning trains online IF networks "
-                "(recipes qcfs and dual_phase); convert the ANN with one of those first"
+                "(recipes qcfs, dual_phase and fast_snn); convert the ANN with one of those first"
             )
 
 
@@ -64,8 +68,10 @@ def make_trainable(
     if surrogate not in SURROGATES:
         raise ValueError(f"unknown surrogate '{surrogate}'; choose from {', '.join(SURROGATES)}")
     for module in net.modules():
-        if isinstance(module, IFNeuron):
-            module.surrogate, module.detach_reset = surrogate, detach_reset
+        if isinstance(module, TRAINABLE_NEURONS):
+            module.surrogate = surrogate
+            if isinstance(module, IFNeuron):
+                module.detach_reset = detach_reset
             if thresholds:
                 _as_parameter(module, "threshold")
             if v0:
