@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # runs every tool in a subprocess
+
 ROOT = Path(__file__).resolve().parents[1]
 SYNTHETIC = str(ROOT / "weights" / "yolov8n_qcfs_l4_synthetic.pt")
 

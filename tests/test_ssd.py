@@ -316,9 +316,9 @@ def test_demo_runs_the_ssd_with_its_own_nms_iou(tiny_ssd: Path, tiny_data: Path,
     seen = {}
     original = demo.process_video
 
-    def spy(source, detector, size, names, conf, iou, *args, **kwargs):
-        seen["iou"] = iou
-        return original(source, detector, size, names, conf, iou, *args, **kwargs)
+    def spy(source, detector, **kwargs):
+        seen["iou"] = kwargs["iou"]
+        return original(source, detector, **kwargs)
 
     monkeypatch.setattr(demo, "process_video", spy)
     summary = demo.run_demo(str(video), weights=tiny_ssd, timesteps=2, imgsz=64, show=False, progress=False, backend="torch")
@@ -326,7 +326,9 @@ def test_demo_runs_the_ssd_with_its_own_nms_iou(tiny_ssd: Path, tiny_data: Path,
     assert summary.frames == len(frames)
 
 
-@pytest.mark.parametrize("settings", [{"timesteps": 2}, {"stream_state": True}], ids=["T2", "stream"])
+# the stream graph's compile is covered on YOLO (test_demo.py); here the per-frame graph, a minute less
+@pytest.mark.slow
+@pytest.mark.parametrize("settings", [{"timesteps": 2}], ids=["T2"])
 def test_inductor_backend_runs_the_ssd(settings: dict, tiny_ssd: Path, tiny_data: Path) -> None:
     """The compiled demo backend takes the SSD family as it takes YOLO: PyTorch's outputs, frame after frame."""
     from spikedet.deploy.backends import cxx_compiler, make_graph_detector

@@ -15,6 +15,8 @@ from spikedet.models.ultralytics_checkpoint import load_ultralytics_model, unsaf
 from spikedet.models.yolo import build_yolo
 from spikedet.models.yolo_train import QCFSDetectionTrainer, read_init
 
+pytestmark = pytest.mark.slow  # trains through ultralytics
+
 TINY = dict(model="yolov8n", width=0.0625, depth=0.33)
 
 

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -18,6 +19,8 @@ TINY = {
     "train_det.py": ["--epochs", "1", "--imgsz", "64", "--batch", "8", "--set", "fraction=0.25"],
     "finetune_snn.py": ["--epochs", "1", "--batch", "8", "--set", "fraction=0.25"],
     "convert_det.py": ["--max-images", "8"],
+    # the default backend compiles with AOTInductor (a minute here); the compiled path has tests of its own
+    "demo.py": ["--backend", "onnxruntime"],
 }
 
 
@@ -28,6 +31,7 @@ def _walkthrough() -> list[list[str]]:
     return [line.split()[1:] for line in block.splitlines() if line.startswith("python tools/")]
 
 
+@pytest.mark.slow
 def test_the_walkthrough_runs_on_raccoon(shared_datasets: Path, tmp_path: Path) -> None:
     from spikedet.data import load_dataset
     from spikedet.deploy import make_video

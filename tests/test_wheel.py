@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # builds and installs the wheel
+
 ROOT = Path(__file__).resolve().parents[1]
 
 CHECK = """
@@ -26,13 +28,19 @@ print("ok", out[0].shape)
 """
 
 
-def test_wheel_converts_without_the_source_tree(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("wheel")
     build = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path)],
+        [sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "--no-build-isolation", "-q", "-w", str(folder)],
         capture_output=True, text=True,
     )
     assert build.returncode == 0, build.stderr[-2000:]
-    (wheel,) = tmp_path.glob("spikedet-*.whl")
+    (path,) = folder.glob("spikedet-*.whl")
+    return path
+
+
+def test_wheel_converts_without_the_source_tree(wheel: Path, tmp_path: Path) -> None:
     zipfile.ZipFile(wheel).extractall(tmp_path / "site")
     result = subprocess.run([sys.executable, "-c", CHECK], cwd=tmp_path, capture_output=True, text=True,
                             env={"PYTHONPATH": str(tmp_path / "site"), "PATH": "/usr/bin:/bin", "SPIKEDET_CACHE": str(tmp_path / "cache"),
@@ -40,16 +48,9 @@ def test_wheel_converts_without_the_source_tree(tmp_path: Path) -> None:
     assert result.returncode == 0 and "ok" in result.stdout, result.stderr[-3000:]
 
 
-@pytest.mark.slow
-def test_console_script_from_a_fresh_virtual_environment(tmp_path: Path) -> None:
+def test_console_script_from_a_fresh_virtual_environment(wheel: Path, tmp_path: Path) -> None:
     """pip-install the wheel into a new environment (dependencies seen through a path file, not installed again)
-    and convert the embedded default with ``spikedet convert`` from a folder without the source tree."""
-    build = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path)],
-        capture_output=True, text=True,
-    )
-    assert build.returncode == 0, build.stderr[-2000:]
-    (wheel,) = tmp_path.glob("spikedet-*.whl")
+    and convert the shipped default model with ``spikedet convert`` from a folder without the source tree."""
     env_dir = tmp_path / "env"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(env_dir)], check=True)
     python = env_dir / "bin" / "python"
@@ -66,8 +67,12 @@ def test_console_script_from_a_fresh_virtual_environment(tmp_path: Path) -> None
     where = subprocess.run([str(python), "-c", "import spikedet; print(spikedet.__file__)"], cwd=tmp_path, env=env,
                            capture_output=True, text=True)
     assert where.stdout.strip().startswith(str(site)), where.stdout + where.stderr
+    data = subprocess.run(["spikedet", "synthetic", "--out", str(tmp_path / "data"), "--images", "8", "--size", "64"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert data.returncode == 0, data.stderr[-3000:]
     run = subprocess.run(
-        ["spikedet", "convert", "--T", "1", "--max-images", "4", "--imgsz", "64", "--out", str(tmp_path / "out")],
+        ["spikedet", "convert", "--data", str(tmp_path / "data"), "--T", "1", "--max-images", "4", "--imgsz", "64",
+         "--out", str(tmp_path / "out")],
         cwd=tmp_path, env=env, capture_output=True, text=True,
     )
     assert run.returncode == 0, run.stderr[-3000:]
