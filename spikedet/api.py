@@ -189,7 +189,7 @@ class Detector:
 
         with tempfile.TemporaryDirectory() as folder:
             checkpoint = self.save(Path(folder) / "model.pt")
-            return export_detector(checkpoint, path, T, self.imgsz, stateful, data=None, images=images)
+            return export_detector(checkpoint, out=path, timesteps=T, imgsz=self.imgsz, stateful=stateful, images=images)
 
 
 def _recipe_settings(recipe: Recipe, settings: dict[str, Any]) -> dict[str, str]:

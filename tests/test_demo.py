@@ -17,7 +17,8 @@ from spikedet.deploy import (
     run_demo,
 )
 from spikedet.deploy.demo import frame_input
-from spikedet.deploy.onnx_export import MIN_MATCH, TOLERANCE, ExportError, parity_error
+from spikedet.deploy.parity import MIN_MATCH, TOLERANCE, parity_error
+from spikedet.deploy.tracing import ExportError
 from spikedet.deploy.backends import (
     GraphStreamingDetector, cached_graph, check_detector, cxx_compiler, make_backend_detector, make_graph_detector,
     resolve_backend,

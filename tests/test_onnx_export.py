@@ -14,10 +14,11 @@ import torch
 from spikedet.data import load_dataset
 from spikedet.deploy import SpikingDetector, load_model
 from spikedet.deploy.bench import graph_latency
-from spikedet.deploy.onnx_export import (
-    DEFAULT_OPSET, STATE_IN, STATE_OUT, ExportError, UnrolledSNN, export_detector, firing_rates, graph_metadata,
-    ort_session, parity_error, run_stateful,
-)
+from spikedet.deploy.graph_modules import DEFAULT_OPSET, STATE_IN, STATE_OUT, UnrolledSNN
+from spikedet.deploy.onnx_export import export_detector
+from spikedet.deploy.onnx_writer import graph_metadata, ort_session, run_stateful
+from spikedet.deploy.parity import firing_rates, parity_error
+from spikedet.deploy.tracing import ExportError
 from spikedet.deploy.ort_backend import OrtRunner
 from spikedet.engine.inference import image_batches
 
@@ -30,9 +31,9 @@ def exported(tiny_yolo_checkpoint, tmp_path_factory: pytest.TempPathFactory) -> 
     weights, _ = tiny_yolo_checkpoint
     out = tmp_path_factory.mktemp("onnx")
     return {
-        "unrolled": export_detector(weights, out / "snn.onnx", timesteps=T, images=2),
+        "unrolled": export_detector(weights, out=out / "snn.onnx", timesteps=T, images=2),
         "stateful": export_detector(
-            weights, out / "snn_step.onnx", timesteps=T, images=2, stateful=True, with_ann=False
+            weights, out=out / "snn_step.onnx", timesteps=T, images=2, stateful=True, with_ann=False
         ),
     }
 
@@ -145,6 +146,6 @@ def test_parity_error_scales_boxes_and_rejects_other_shapes() -> None:
 
 def test_cos_exports(tiny_yolo_checkpoint, tmp_path: Path) -> None:
     """COS's pre-run combines masks with an And, which opset 17 has only as the logical And."""
-    report = export_detector(tiny_yolo_checkpoint[0], tmp_path / "cos.onnx", timesteps=T, images=2, method="cos",
+    report = export_detector(tiny_yolo_checkpoint[0], out=tmp_path / "cos.onnx", timesteps=T, images=2, method="cos",
                              with_ann=False)
     assert report["ok"] and report["graphs"][0]["checker"], report

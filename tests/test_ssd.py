@@ -241,7 +241,7 @@ def test_onnx_export_matches_pytorch(stateful: bool, tiny_ssd: Path, tiny_data: 
     from spikedet.deploy.onnx_export import export_detector
 
     report = export_detector(
-        tiny_ssd, tmp_path / "ssd.onnx", timesteps=2, stateful=stateful, data=str(tiny_data), images=2
+        tiny_ssd, out=tmp_path / "ssd.onnx", timesteps=2, stateful=stateful, data=str(tiny_data), images=2
     )
     assert report["ok"], report
     assert report["graphs"][0]["graph"] == ("snn-stateful" if stateful else "snn-unrolled")
@@ -252,7 +252,7 @@ def test_onnx_export_matches_pytorch(stateful: bool, tiny_ssd: Path, tiny_data: 
     [
         (dict(model="ssd", activation="silu"), "SSD trains clip-quantized activations"),
         (dict(model="ssd", levels=[4, 4]), "2 levels given for the 11 activations of this SSD"),
-        (dict(model="rcnn"), "unknown model 'rcnn'"),
+        (dict(model="rcnn"), "--model rcnn: no detector family takes it"),
     ],
 )
 def test_train_detector_dispatches_and_rejects(kwargs: dict, message: str, tiny_data: Path, tmp_path: Path) -> None:
@@ -333,7 +333,7 @@ def test_inductor_backend_runs_the_ssd(settings: dict, tiny_ssd: Path, tiny_data
     """The compiled demo backend takes the SSD family as it takes YOLO: PyTorch's outputs, frame after frame."""
     from spikedet.deploy.backends import cxx_compiler, make_graph_detector
     from spikedet.deploy.detector import load_model, make_detector
-    from spikedet.deploy.onnx_export import MIN_MATCH, TOLERANCE, parity_error
+    from spikedet.deploy.parity import MIN_MATCH, TOLERANCE, parity_error
     from spikedet.engine.inference import image_batches
 
     if cxx_compiler() is None:

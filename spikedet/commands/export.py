@@ -18,7 +18,8 @@ from spikedet.cli import run_cli
 
 
 def main(argv: list[str] | None = None) -> None:
-    from spikedet.deploy.onnx_export import DEFAULT_OPSET, MIN_MATCH, TOLERANCE
+    from spikedet.deploy.graph_modules import DEFAULT_OPSET
+    from spikedet.deploy.parity import MIN_MATCH, TOLERANCE
 
     parser = argparse.ArgumentParser(prog="spikedet export", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--weights", default=None, help="spikedet ANN or SNN checkpoint (default: the shipped model)")
@@ -33,15 +34,16 @@ def main(argv: list[str] | None = None) -> None:
                         help=f"largest normalised difference of a matching image (default {TOLERANCE:g})")
     parser.add_argument("--min-match", type=float, default=MIN_MATCH,
                         help=f"fraction of the images that must match (default {MIN_MATCH:g}; a spike decided by "
-                             "float32 rounding makes an image differ, see spikedet/deploy/onnx_export.py)")
+                             "float32 rounding makes an image differ, see spikedet/deploy/parity.py)")
     args = parser.parse_args(argv)
 
     def job() -> None:
-        from spikedet.deploy.onnx_export import ExportError, export_detector, format_export
+        from spikedet.deploy.onnx_export import export_detector, format_export
+        from spikedet.deploy.tracing import ExportError
 
         report = export_detector(
-            args.weights, args.out, args.T, args.imgsz, args.stateful, args.opset, args.data, args.images,
-            args.tolerance, args.min_match,
+            args.weights, out=args.out, timesteps=args.T, imgsz=args.imgsz, stateful=args.stateful, opset=args.opset,
+            data=args.data, images=args.images, tolerance=args.tolerance, min_match=args.min_match,
         )
         print(format_export(report))
         if not report["ok"]:

@@ -1,6 +1,6 @@
 """The inductor backend of the demo: graphs compiled ahead of time by PyTorch's AOTInductor.
 
-The spiking graph is the one the ONNX export traces (:func:`~spikedet.deploy.onnx_export.functional_graph`:
+The spiking graph is the one the ONNX export traces (:func:`~spikedet.deploy.tracing.functional_graph`:
 side-effect free, the state as explicit inputs and outputs); ``torch.export`` captures it and AOTInductor
 compiles it to C++ with the weights frozen in. What makes it fast on CPU is fusion: a neuron's time step
 (add the input, compare with the threshold, emit, subtract) becomes one loop over the layer, where onnxruntime
@@ -24,8 +24,8 @@ import torch
 from torch import nn
 
 from ..spiking import StatefulModule
-from .onnx_export import ExportError, functional_graph
 from .runner import GraphRunner, cxx_compiler
+from .tracing import ExportError, functional_graph
 
 __all__ = ["compile_graph", "AotRunner"]
 

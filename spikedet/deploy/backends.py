@@ -12,12 +12,12 @@ Two compilers share everything here but the last step:
 when there is none or the compile fails, and to PyTorch when no compiled graph reproduces the model
 (:func:`make_backend_detector`); ``torch`` runs the PyTorch model eagerly.
 
-Both compile the same side-effect-free graphs (:mod:`~spikedet.deploy.onnx_export`): the decoded Detect output
+Both compile the same side-effect-free graphs (:mod:`~spikedet.deploy.tracing`, :mod:`~spikedet.deploy.graph_modules`): the decoded Detect output
 and the spikes of every neuron layer, so the overlay's firing rates cost one sum per layer, as in PyTorch.
 Compiling takes tens of seconds, so every graph is cached under ``spikedet.env.cache_dir()/<backend>``, keyed by
 a digest of the loaded model (the checkpoint's weights and, for a converted network, the recipe's thresholds
 and neuron types), the graph kind and its settings (T, input size, stream steps and forgetting). A fresh graph
-is checked against PyTorch before it is cached (:func:`check_detector`, the parity rule of ``onnx_export``); one
+is checked against PyTorch before it is cached (:func:`check_detector`, the parity rule of :mod:`~spikedet.deploy.parity`); one
 that fails is not kept, and a ``.unfaithful`` note in its place makes later runs skip it instead of compiling
 it again.
 
@@ -45,11 +45,9 @@ from ..env import cache_dir
 from ..spiking import ReadOut, SpikingNetwork, SpikingNeuron, check_timesteps
 from .aot_backend import AotRunner
 from .detector import FrameDetector, make_detector, window_sum
-from .onnx_export import (
-    DEFAULT_OPSET, MIN_MATCH, TOLERANCE, ExportError, export_ann, export_stateful, export_unrolled,
-    firing_rates, parity_error,
-)
-from .ort_backend import OrtRunner
+from .graph_modules import DEFAULT_OPSET, export_ann, export_stateful, export_unrolled
+from .parity import MIN_MATCH, TOLERANCE, firing_rates, parity_error
+from .tracing import ExportError
 from .runner import GraphRunner, cxx_compiler
 
 __all__ = [
@@ -235,7 +233,7 @@ def check_detector(
     """``(matched, frames)``: run both detectors over ``frames`` from a reset and count the frames whose
     outputs (boxes relative to ``imgsz``, scores) and per-layer firing rates agree within ``tolerance``.
     :class:`ExportError` when fewer than ``min_match`` of them (and at least one) do: see the parity rule in
-    :mod:`~spikedet.deploy.onnx_export` (a float32 threshold tie flips a spike, a wiring error every frame)."""
+    :mod:`~spikedet.deploy.parity` (a float32 threshold tie flips a spike, a wiring error every frame)."""
     got.reset()
     ref.reset()
     matched = 0
@@ -254,10 +252,13 @@ def check_detector(
 
 
 def _runner_class(backend: str) -> type[GraphRunner]:
-    runners = {"inductor": AotRunner, "onnxruntime": OrtRunner}
-    if backend not in runners:
-        raise ValueError(f"no compiled graphs for the '{backend}' backend (compiled: {', '.join(runners)})")
-    return runners[backend]
+    if backend == "inductor":
+        return AotRunner
+    if backend == "onnxruntime":
+        from .ort_backend import OrtRunner  # onnx and onnxruntime only for this backend
+
+        return OrtRunner
+    raise ValueError(f"no compiled graphs for the '{backend}' backend (compiled: inductor, onnxruntime)")
 
 
 def make_graph_detector(

@@ -18,9 +18,10 @@ from ..engine.evaluate import check_classes
 from ..engine.inference import letterbox, to_tensor
 from ..spiking.bench import time_ms
 from .backends import GraphSpikingDetector, make_backend_detector
-from .demo import check_imgsz, process_video
+from ..validate import check_imgsz
+from .demo import process_video
 from .detector import FrameDetector, load_model, resolve_weights
-from .onnx_export import UnrolledSNN
+from .graph_modules import UnrolledSNN
 from .runner import GraphRunner
 from .stream_eval import format_stream_accuracy, stream_accuracy
 from .video import VideoSource, make_video

@@ -17,11 +17,12 @@ from ..engine.inference import letterbox
 from ..models.postprocess import scaled_nms
 from ..models.family import family_of
 from .backends import check_backend, make_backend_detector
-from .detector import FrameDetector, check_imgsz, load_model
+from ..validate import check_imgsz
+from .detector import FrameDetector, load_model
 from .overlay import draw_detections, draw_panel, draw_rate_bars
 from .video import SourceError, VideoSource, open_writer
 
-__all__ = ["DemoSummary", "annotate", "check_imgsz", "frame_input", "process_video", "run_demo"]
+__all__ = ["DemoSummary", "annotate", "frame_input", "process_video", "run_demo"]
 
 WINDOW = "spikedet"
 STAGES = ("capture", "letterbox", "network", "nms", "overlay", "output")

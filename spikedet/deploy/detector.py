@@ -16,20 +16,14 @@ from torch import nn
 
 from ..checkpoint import CheckpointError
 from ..engine.evaluate import DEFAULT_WEIGHTS, build_snn, load_detector
+from ..models.postprocess import decoded_output
 from ..recipes import get_recipe
 from ..spiking import ReadOut, SpikingMaxPool, SpikingNetwork, SpikingNeuron, check_timesteps, fold_batchnorm
 
 __all__ = [
-    "check_imgsz", "resolve_weights", "load_model", "detect_output", "forgetting_modules", "forgetting", "window_sum",
+    "resolve_weights", "load_model", "forgetting_modules", "forgetting", "window_sum",
     "FrameDetector", "AnnDetector", "SpikingDetector", "StreamingDetector", "make_detector",
 ]
-
-
-def check_imgsz(imgsz: int) -> int:
-    """YOLO's input must be a multiple of its largest stride, 32."""
-    if imgsz < 32 or imgsz % 32:
-        raise ValueError(f"--imgsz must be a positive multiple of 32, got {imgsz}")
-    return imgsz
 
 
 def resolve_weights(weights: str | Path | None) -> Path:
@@ -68,11 +62,6 @@ def load_model(weights: str | Path | None = None, ann: bool = False, method: str
         raise ValueError(f"--method {recipe.name} calibrates on data: convert first (tools/convert_det.py --method "
                          f"{recipe.name}) and pass the SNN checkpoint it writes as --weights")
     return build_snn(model, recipe), config
-
-
-def detect_output(output: Any) -> torch.Tensor:
-    """The decoded prediction tensor of a Detect head's eval output ``(y, raw)``."""
-    return output[0] if isinstance(output, (list, tuple)) else output
 
 
 def forgetting_modules(net: nn.Module, leak: float, pool_decay: float) -> list[nn.Module]:
@@ -139,7 +128,7 @@ class AnnDetector(FrameDetector):
 
     @torch.inference_mode()
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
-        return detect_output(self.model(images))
+        return decoded_output(self.model(images))
 
 
 class _SpikingBase(FrameDetector):
@@ -171,7 +160,7 @@ class SpikingDetector(_SpikingBase):
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         t = self.timesteps
-        return detect_output(self._counted(lambda: self.network.anytime(images, [t], record=True)[t]))
+        return decoded_output(self._counted(lambda: self.network.anytime(images, [t], record=True)[t]))
 
 
 class StreamingDetector(_SpikingBase):
@@ -247,7 +236,7 @@ class StreamingDetector(_SpikingBase):
         if loaded is not None and self._past.maxlen:
             self._past.append([r.total if t is None else r.total - t for r, t in zip(self.readouts, loaded)])
         self.frames += 1
-        return detect_output(out)
+        return decoded_output(out)
 
 
 def make_detector(

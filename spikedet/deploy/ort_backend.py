@@ -1,4 +1,4 @@
-"""The onnxruntime backend of the demo: graphs exported to ONNX (:mod:`~spikedet.deploy.onnx_export`) and run
+"""The onnxruntime backend of the demo: graphs exported to ONNX (:mod:`~spikedet.deploy.onnx_writer`) and run
 by an onnxruntime session. Caching, parity checks and the detectors: :mod:`~spikedet.deploy.backends`."""
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ import numpy as np
 import torch
 
 from .runner import GraphRunner
-from .onnx_export import STATE_IN, STATE_OUT, ExportError, export_graph, graph_metadata, ort_session
+from .graph_modules import STATE_IN, STATE_OUT
+from .onnx_writer import export_graph, graph_metadata, ort_session
+from .tracing import ExportError
 
 __all__ = ["OrtRunner"]
 

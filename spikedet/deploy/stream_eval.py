@@ -23,7 +23,7 @@ from ..models.postprocess import scaled_nms
 from ..eval.coco import evaluate_coco
 from ..eval.detections import ImageDetections
 from ..spiking import SpikingNetwork, check_timesteps
-from .demo import check_imgsz
+from ..validate import check_imgsz
 from .detector import StreamingDetector
 from .video import SourceError, VideoSource, fit_transform, make_video
 

@@ -80,8 +80,9 @@ def family_of(model: nn.Module) -> DetectorFamily:
 
 
 def family_for_model(name: str) -> DetectorFamily:
-    """The family a ``--model`` name belongs to (YOLO takes every name no other family claims, and checks it)."""
+    """The family a ``--model`` name belongs to; a name no family claims is an error listing the families."""
     for family in FAMILIES.values():
-        if family.name != "yolo" and family.owns(str(name)):
+        if family.owns(str(name)):
             return family
-    return FAMILIES["yolo"]
+    raise ValueError(f"--model {name}: no detector family takes it ({', '.join(sorted(FAMILIES))}; e.g. yolov8n, "
+                     "a YOLO yaml, ssd)")

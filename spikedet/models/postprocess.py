@@ -10,11 +10,17 @@ from ..data.records import ImageRecord
 from ..env import import_ultralytics
 from ..eval.detections import ImageDetections
 
-__all__ = ["decoded_postprocess", "scaled_nms"]
+__all__ = ["decoded_output", "decoded_postprocess", "scaled_nms"]
 
 import_ultralytics()
 from ultralytics.utils.nms import non_max_suppression  # noqa: E402
 from ultralytics.utils.ops import scale_boxes  # noqa: E402
+
+
+def decoded_output(output: Any) -> torch.Tensor:
+    """The decoded ``[B, 4 + nc, A]`` tensor of a family's eval output. The family contract: the eval output is
+    that tensor, or a tuple that starts with it (ultralytics' Detect appends its raw maps)."""
+    return output[0] if isinstance(output, (list, tuple)) else output
 
 
 def scaled_nms(
@@ -22,8 +28,7 @@ def scaled_nms(
 ) -> list[torch.Tensor]:
     """Decoded output of letterboxed ``size × size`` inputs → NMS → ``[N, 6]`` per image: ``xyxy`` in the
     pixels of the original image of shape ``(height, width)``, score, class."""
-    pred = output[0] if isinstance(output, (list, tuple)) else output
-    kept = non_max_suppression(pred, conf_thres=conf, iou_thres=iou, max_det=max_det)
+    kept = non_max_suppression(decoded_output(output), conf_thres=conf, iou_thres=iou, max_det=max_det)
     for det, shape in zip(kept, shapes):
         det[:, :4] = scale_boxes((size, size), det[:, :4].clone(), shape)
     return kept

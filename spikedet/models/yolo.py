@@ -10,7 +10,6 @@ import copy
 import re
 from typing import Any
 
-import torch
 from torch import nn
 
 from ..env import import_ultralytics
@@ -162,7 +161,7 @@ def _is_yolo(module: nn.Module) -> bool:
 
 register_family(DetectorFamily(
     name="yolo",
-    owns=lambda name: bool(_MODEL_NAME.match(name)) or name.endswith((".yaml", ".yml")),
+    owns=lambda name: name.startswith("yolo") or name.endswith((".yaml", ".yml")),
     owns_module=_is_yolo,
     from_config=yolo_from_config,
     readouts=yolo_readouts,
