@@ -52,8 +52,8 @@ def _load_yaml(path: Path) -> dict:
 def _yaml_names(cfg: dict, path: Path) -> list[str]:
     names = cfg.get("names")
     if isinstance(names, dict):
-        if sorted(names) != list(range(len(names))):
-            raise DatasetError(f"{path}: 'names' keys must be 0..{len(names) - 1}, got {sorted(names)}")
+        if set(names) != set(range(len(names))):
+            raise DatasetError(f"{path}: 'names' keys must be 0..{len(names) - 1}, got {list(names)}")
         return [str(names[i]) for i in range(len(names))]
     if isinstance(names, list):
         return [str(n) for n in names]
@@ -75,11 +75,15 @@ def _list_images(entry: Path) -> list[Path]:
         return sorted(p for p in entry.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
     if entry.suffix != ".txt":
         raise DatasetError(f"{entry}: a split entry must be an image folder or a .txt list of images")
-    lines = [line.strip() for line in entry.read_text(encoding="utf-8").splitlines() if line.strip()]
+    try:
+        text = entry.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise DatasetError(f"{entry}: image list is not UTF-8 text ({err.reason} at byte {err.start})") from None
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
     return [entry.parent / line for line in lines]  # relative lines are relative to the list file
 
 
-def _split_images(cfg: dict, base: Path, split: str, path: Path) -> list[Path]:
+def _split_images(cfg: dict, base: Path, split: str, path: Path, warnings: Counter) -> list[Path]:
     entries = cfg.get(split)
     if entries is None:
         if not (base / "images" / split).is_dir():
@@ -99,13 +103,21 @@ def _split_images(cfg: dict, base: Path, split: str, path: Path) -> list[Path]:
         images += _list_images(entry)
     if not images:
         raise DatasetError(f"{path}: split {split!r} has no images")
-    return images
+    unique = list({os.path.abspath(p): p for p in reversed(images)}.values())[::-1]  # first listing wins
+    if len(unique) < len(images):
+        warnings["image listed again (kept once)"] += len(images) - len(unique)
+    return unique
 
 
 def _read_labels(file: Path, num_names: int, warnings: Counter) -> tuple[list[int], list[list[float]]]:
     """Class indices and normalised ``cx cy w h`` rows; bad lines are counted and dropped."""
     classes, rows = [], []
-    for line in file.read_text(encoding="utf-8").splitlines():
+    try:
+        text = file.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError:
+        warnings["label file not UTF-8 text (image kept, no boxes)"] += 1
+        return [], []
+    for line in text.splitlines():
         fields = line.split()
         if not fields:
             continue
@@ -143,14 +155,14 @@ def read_yolo(data: str | Path, split: str, class_names: Sequence[str] | None = 
         raise DatasetError(f"{data}: no such dataset yaml or folder")
     names = _yaml_names(cfg, yaml_path)
     base = yaml_path.parent / Path(str(cfg.get("path") or ".")).expanduser()
-    images = _split_images(cfg, base, split, yaml_path)
+    warnings: Counter = Counter()
+    images = _split_images(cfg, base, split, yaml_path, warnings)
 
     if class_names is None:
         class_names, remap = names, np.arange(len(names))
     else:
         index = {n: i for i, n in enumerate(class_names)}
         remap = np.array([index.get(n, -1) for n in names], dtype=np.int64)
-    warnings: Counter = Counter()
     records = []
     for i, image in enumerate(images):
         size = probe_image(image, warnings)
