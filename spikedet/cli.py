@@ -50,7 +50,7 @@ def run_cli(job: Callable[[], None]) -> None:
 
     try:
         job()
-    except (CheckpointError, DatasetError, ConversionError, ValueError, FileNotFoundError) as err:
+    except (CheckpointError, DatasetError, ConversionError, ValueError, OSError) as err:  # OSError: unreadable or unwritable paths
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:

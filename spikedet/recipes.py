@@ -130,5 +130,25 @@ def override_recipe(recipe: Recipe, settings: dict[str, str]) -> Recipe:
         if name not in spec[section]:
             known = ", ".join(k for k in spec[section] if k != "kind")
             raise ValueError(f"recipe '{recipe.name}': {section} has no '{name}' (it has: {known})")
-        spec[section][name] = parse_scalar(text)
+        spec[section][name] = _same_kind(key, spec[section][name], parse_scalar(text), text)
     return Recipe.from_dict(spec)
+
+
+def _same_kind(key: str, old: Any, new: Any, text: str) -> Any:
+    """``new`` when it is the kind of value the recipe's YAML has for ``key`` (an int may stand for a float);
+    otherwise a ValueError naming the setting, so a typo fails here and not deep inside a simulation."""
+    if old is None or isinstance(old, str):
+        return new if old is None else str(text)
+    if isinstance(old, bool):
+        ok = isinstance(new, bool)
+    elif isinstance(old, int):
+        ok = isinstance(new, int) and not isinstance(new, bool)
+    elif isinstance(old, float):
+        ok = isinstance(new, (int, float)) and not isinstance(new, bool)
+        new = float(new) if ok else new
+    else:
+        ok = type(new) is type(old)
+    if not ok:
+        kind = {bool: "true or false", int: "an integer", float: "a number"}.get(type(old), type(old).__name__)
+        raise ValueError(f"recipe setting '{key}' expects {kind} (like {old!r}), got '{text}'")
+    return new
