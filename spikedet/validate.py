@@ -2,9 +2,10 @@
 argument and what is wrong (the tools turn it into ``error: ...`` and exit status 2)."""
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
-__all__ = ["check_count", "check_imgsz", "check_output_dir", "check_output_file"]
+__all__ = ["check_count", "check_fraction", "check_imgsz", "check_output_dir", "check_output_file", "check_positive"]
 
 
 def check_imgsz(imgsz: int | None, *, name: str = "--imgsz") -> int | None:
@@ -20,6 +21,24 @@ def check_count(value: int | None, *, name: str, optional: bool = False) -> int 
         return None
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    return value
+
+
+def check_fraction(value: float | None, *, name: str, optional: bool = False) -> float | None:
+    """A fraction (a score threshold, a decay): a number in [0, 1] (None allowed when ``optional``)."""
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:  # NaN fails too
+        raise ValueError(f"{name} must be a number from 0 to 1, got {value!r}")
+    return value
+
+
+def check_positive(value: float | None, *, name: str, optional: bool = False) -> float | None:
+    """A finite number > 0 (a learning rate, a tolerance, a width multiplier); None allowed when ``optional``."""
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (value > 0 and math.isfinite(value)):
+        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
     return value
 
 

@@ -8,7 +8,7 @@ import argparse
 from pathlib import Path
 
 
-from spikedet.cli import run_cli
+from spikedet.cli import ToolParser, run_cli
 from spikedet.data import read_coco, read_voc
 from spikedet.validate import check_count, check_output_dir
 from spikedet.data.synthetic import (
@@ -22,7 +22,7 @@ from spikedet.data.synthetic import (
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="spikedet synthetic", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ToolParser(prog="spikedet synthetic", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", required=True, type=Path, help="output folder (new, or one made by this tool)")
     parser.add_argument("--images", type=int, default=DEFAULT_NUM_IMAGES, help="number of images, train + val")
     parser.add_argument("--size", type=int, default=DEFAULT_IMAGE_SIZE, help="image side in pixels")

@@ -19,13 +19,14 @@ import numpy as np
 import yaml
 
 from ..env import cache_dir
+from .image_check import MIN_TRAIN_SIDE
 from .records import DatasetError, DetectionDataset, ImageRecord, probe_image, sanitize_boxes
 
 __all__ = ["read_yolo", "export_ultralytics", "find_dataset_yaml", "IMAGE_SUFFIXES"]
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 _YAML_NAMES = ("data.yaml", "dataset.yaml")
-_EXPORT_VERSION = 1  # bump when the exported files change, so old cache entries are not reused
+_EXPORT_VERSION = 2  # bump when the exported files change, so old cache entries are not reused
 log = logging.getLogger(__name__)
 
 
@@ -210,15 +211,29 @@ def _content_hash(train: DetectionDataset, val: DetectionDataset) -> str:
     return h.hexdigest()[:16]
 
 
+def _unusable_for_ultralytics(record: ImageRecord) -> str | None:
+    """Why ultralytics' trainer would skip this image (see its ``verify_image_label``), or None."""
+    if Path(record.path).suffix.lower() not in IMAGE_SUFFIXES:
+        return f"format {Path(record.path).suffix or '(none)'} ultralytics does not train on"
+    if min(record.width, record.height) < MIN_TRAIN_SIDE:
+        return f"side under {MIN_TRAIN_SIDE} px (ultralytics skips it)"
+    return None
+
+
 def _write_split(dataset: DetectionDataset, out: Path, split: str) -> dict:
     """Link images and write label files for one split; returns its counts for ``export.json``."""
     image_dir, label_dir = out / "images" / split, out / "labels" / split
     image_dir.mkdir(parents=True)
     label_dir.mkdir(parents=True)
     stems: set[str] = set()
-    counts = Counter(images=len(dataset.records))
+    counts = Counter(images=0)
     for r in dataset.records:
         src = Path(r.path)
+        unusable = _unusable_for_ultralytics(r)
+        if unusable:  # ultralytics would skip it with a line in its own log: leave it out here, counted
+            counts[f"images left out: {unusable}"] += 1
+            continue
+        counts["images"] += 1
         stem, k = src.stem, 1
         while stem in stems:  # same file name from different folders: keep both
             stem, k = f"{src.stem}_{k}", k + 1
@@ -236,8 +251,14 @@ def _write_split(dataset: DetectionDataset, out: Path, split: str) -> dict:
             cx, cy = (box[0] + box[2]) / 2 / r.width, (box[1] + box[3]) / 2 / r.height
             w, h = (box[2] - box[0]) / r.width, (box[3] - box[1]) / r.height
             lines.append(f"{label} {cx:.6f} {cy:.6f} {w:.6f} {h:.6f}\n")
+        unique = list(dict.fromkeys(lines))
+        if len(unique) < len(lines):  # ultralytics removes repeated label rows; say so here
+            counts["repeated boxes written once"] += len(lines) - len(unique)
+        lines = unique
         counts["boxes"] += len(lines)
         (label_dir / f"{stem}.txt").write_text("".join(lines), encoding="utf-8")
+    if not counts["images"]:
+        raise DatasetError(f"{dataset.root}: split {dataset.split!r} has no image ultralytics can train on ({dict(counts)})")
     return {"source": f"{dataset.root} ({dataset.layout}, split {dataset.split})", **counts}
 
 
@@ -290,7 +311,8 @@ def export_ultralytics(train: DetectionDataset, val: DetectionDataset, out_dir: 
         if not _is_export(out, digest):
             raise
         # else a concurrent call finished the same export first: use it
-    skipped = sum(s.get("crowd boxes skipped", 0) for s in splits.values())
-    if skipped:
-        log.warning("%s: %d crowd boxes left out of the training labels", out, skipped)
+    for split, counts in splits.items():
+        dropped = {k: v for k, v in counts.items() if k not in ("images", "boxes", "source")}
+        if dropped:
+            log.warning("%s: %s split: %s", out, split, ", ".join(f"{k} x{v}" for k, v in sorted(dropped.items())))
     return yaml_path

@@ -93,6 +93,9 @@ def finetune_snn(
     check_count(epochs, name="--epochs")
     check_count(batch, name="--batch")
     check_imgsz(imgsz)
+    for value, name in ((distill, "--distill"), (layer_distill, "--layer-distill")):
+        if not 0 <= value < float("inf"):  # NaN fails too
+            raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
     check_output_dir(out)
     if surrogate not in SURROGATES:
         raise ValueError(f"unknown surrogate '{surrogate}'; choose from {', '.join(SURROGATES)}")
