@@ -10,8 +10,10 @@ entropy-coded stream and keeps probing a split cheap.
 """
 from __future__ import annotations
 
+import sys
 import warnings
 from pathlib import Path
+from typing import Callable
 
 from PIL import Image
 
@@ -35,13 +37,19 @@ def _upright_size(im: Image.Image) -> tuple[int, int]:
     return (height, width) if orientation in _TRANSPOSED else (width, height)
 
 
+def _pillow_open() -> Callable[..., Image.Image]:
+    """Pillow's own ``Image.open``. ultralytics replaces it with one that, on any file Pillow cannot identify,
+    looks for a HEIF plugin and logs a misleading "requirement pi-heif not found" line per broken image."""
+    return getattr(sys.modules.get("ultralytics.utils.patches"), "_image_open", Image.open)
+
+
 def check_image(path: str | Path) -> tuple[tuple[int, int] | None, str | None]:
     """``((width, height), None)`` for a usable image (upright size), or ``(None, reason)`` with a short reason
     (``"unreadable"``, ``"truncated"``, ``"too large"``) for one that is not."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit below applies
-            with Image.open(path) as im:
+            with _pillow_open()(path) as im:
                 if im.width * im.height > MAX_IMAGE_PIXELS:
                     return None, f"too large (over {MAX_IMAGE_PIXELS // 1_000_000} megapixels)"
                 size = _upright_size(im)
@@ -55,6 +63,6 @@ def check_image(path: str | Path) -> tuple[tuple[int, int] | None, str | None]:
         return None, f"too large (over {MAX_IMAGE_PIXELS // 1_000_000} megapixels)"
     except (OSError, SyntaxError, ValueError):  # PIL reports broken files through all three
         return None, "unreadable"
-    except ImportError:  # ultralytics patches Image.open to fetch a HEIF plugin for unidentified files; offline
-        return None, "unreadable"  # that import fails, and the file is just as unreadable
+    except ImportError:  # a later ultralytics whose patched open we did not find: its HEIF import fails offline
+        return None, "unreadable"
     return size, None

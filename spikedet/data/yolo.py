@@ -43,8 +43,8 @@ def find_dataset_yaml(folder: str | Path) -> Path | None:
 def _load_yaml(path: Path) -> dict:
     try:
         cfg = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as e:
-        raise DatasetError(f"{path}: cannot read dataset yaml ({e})") from None
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
+        raise DatasetError(f"{path}: cannot read dataset yaml ({str(e).splitlines()[0]})") from None
     if not isinstance(cfg, dict):
         raise DatasetError(f"{path}: dataset yaml must be a mapping with path/train/val/names")
     return cfg
