@@ -27,6 +27,7 @@ from bad_input_data import (
     GOOD, add_voc_image, make_coco, make_voc, make_yolo, truncate, voc_xml, write_coco_json, write_exif_rotated,
     write_image, write_png_bomb,
 )
+import spikedet.engine.evaluate  # noqa: F401  (imports ultralytics outside any capsys: its log handler keeps a live stream)
 from spikedet.cli import run_cli
 from spikedet.data import DetectionDataset, load_dataset
 
@@ -93,8 +94,9 @@ ARGUMENT_CASES = [
     ("convert", ["--set", "neuron_args.eps"], "--set expects SECTION.NAME=VALUE"),
     ("convert", ["--set", "=1"], "--set expects SECTION.NAME=VALUE"),
     ("convert", ["--method", "fast_snn", "--set", "neuron_args.eps=abc"], "'neuron_args.eps' expects a number"),
-    ("convert", ["--method", "fast_snn", "--set", "calibration.images=1.5"], "'calibration.images' expects an integer"),
-    ("convert", ["--method", "fast_snn", "--set", "calibration.images=true"], "'calibration.images' expects an integer"),
+    ("convert", ["--method", "dual_phase", "--set", "calibration.images=1.5"], "'calibration.images' expects an integer"),
+    ("convert", ["--method", "dual_phase", "--set", "calibration.images=true"], "'calibration.images' expects an integer"),
+    ("convert", ["--method", "dual_phase", "--set", "calibration.lr=fast"], "'calibration.lr' expects a number"),
     ("convert", ["--method", "qcfs", "--set", "neuron_args.eps=1"], "recipe 'qcfs' has no neuron_args"),
     ("convert", ["--method", "fast_snn", "--set", "neuron_args.nope=1"], "neuron_args has no 'nope'"),
     ("convert", ["--method", "fast_snn", "--set", "foo.bar=1"], "recipe setting 'foo.bar'"),
@@ -121,7 +123,7 @@ ARGUMENT_CASES = [
     ("train", ["--noise-p", "1.5"], "--noise-p must be a number from 0 to 1"),
     ("train", ["--noise-p", "nan"], "--noise-p must be a number from 0 to 1"),
     ("train", ["--lr0", "0"], "--lr0 must be a finite number > 0"),
-    ("train", ["--lr0", "-1e-3"], "--lr0 must be a finite number > 0"),
+    ("train", ["--lr0=-1e-3"], "--lr0 must be a finite number > 0"),
     ("train", ["--lr0", "inf"], "--lr0 must be a finite number > 0"),
     ("train", ["--width", "0"], "--width must be a finite number > 0"),
     ("train", ["--depth", "-1"], "--depth must be a finite number > 0"),
