@@ -86,12 +86,20 @@ def get_recipe(name: str | Path) -> Recipe:
     if not path.is_file():
         raise ValueError(f"unknown method '{name}'; available: {', '.join(available_recipes())}")
     name = path.stem
-    spec = yaml.safe_load(path.read_text()) or {}
+    try:
+        spec = yaml.safe_load(path.read_text(encoding="utf-8-sig")) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path}: not a readable YAML recipe ({str(error).splitlines()[0]})") from None
+    if not isinstance(spec, dict):
+        raise ValueError(f"{path}: a recipe is a mapping (neuron, schedule, ...), got {type(spec).__name__}")
+    for section in ("neuron_args", "calibration"):
+        if spec.get(section) is not None and not isinstance(spec[section], dict):
+            raise ValueError(f"{path}: '{section}' must be a mapping, got {spec[section]!r}")
     neuron = spec.get("neuron", "if")
-    if neuron not in NEURONS:
+    if not isinstance(neuron, str) or neuron not in NEURONS:
         raise ValueError(f"{path}: unknown neuron '{neuron}' ({', '.join(NEURONS.names())})")
     calibration = spec.get("calibration")
-    if calibration is not None and calibration.get("kind") not in CALIBRATIONS:
+    if calibration is not None and (not isinstance(calibration.get("kind"), str) or calibration["kind"] not in CALIBRATIONS):
         raise ValueError(f"{path}: unknown calibration '{calibration.get('kind')}' ({' | '.join(CALIBRATIONS)})")
     try:
         schedule = _schedule(spec.get("schedule", "online"))

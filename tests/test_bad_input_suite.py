@@ -216,6 +216,29 @@ def test_bad_argument_is_one_line(tool: str, argv: list[str], message: str, plac
     assert Path(places["file"]).read_text() == "not a folder"
 
 
+# (recipe YAML given as --method, message)
+RECIPE_CASES = [
+    ("neuron: [if\n", "not a readable YAML recipe"),
+    ("- if\n- online\n", "a recipe is a mapping"),
+    (b"neuron: \xff\n", "not a readable YAML recipe"),
+    ("neuron: lif\n", "unknown neuron 'lif'"),
+    ("neuron: [if]\n", "unknown neuron"),
+    ("neuron: if\nneuron_args: eps\n", "'neuron_args' must be a mapping"),
+    ("neuron: if\ncalibration: dual_phase\n", "'calibration' must be a mapping"),
+    ("neuron: if\ncalibration:\n  kind: magic\n", "unknown calibration 'magic'"),
+    ("neuron: if\nschedule: sideways\n", "sideways"),
+]
+
+
+@pytest.mark.parametrize(("text", "message"), RECIPE_CASES, ids=[m for _, m in RECIPE_CASES])
+def test_bad_recipe_file_is_one_line(text: str | bytes, message: str, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    recipe = tmp_path / "mine.yaml"
+    recipe.write_bytes(text if isinstance(text, bytes) else text.encode())
+    code, err = run_tool("convert", ["--method", str(recipe), "--out", str(tmp_path / "out")], capsys)
+    assert_one_line_error(code, err, message)
+    assert not (tmp_path / "out").exists()
+
+
 # --------------------------------------------------------------------------------------------- checkpoints
 def _blob(path: Path) -> dict:
     return torch.load(path, map_location="cpu", weights_only=True)
@@ -779,7 +802,7 @@ def test_real_tools_fail_the_same_way(tool: str, args: list[str], message: str, 
 
 
 def test_the_suite_has_at_least_150_cases() -> None:
-    tables = [ARGUMENT_CASES, OUTPUT_CASES, CHECKPOINT_CASES, VOC_WARNING_CASES, VOC_CLEAN_CASES, VOC_ERROR_CASES,
+    tables = [ARGUMENT_CASES, OUTPUT_CASES, RECIPE_CASES, CHECKPOINT_CASES, VOC_WARNING_CASES, VOC_CLEAN_CASES, VOC_ERROR_CASES,
               COCO_WARNING_CASES, COCO_CLEAN_CASES, COCO_ERROR_CASES, YOLO_WARNING_CASES, YOLO_CLEAN_CASES,
               YOLO_ERROR_CASES, VIDEO_CASES]
     assert sum(map(len, tables)) >= 150
