@@ -104,10 +104,12 @@ def _split_images(cfg: dict, base: Path, split: str, path: Path, warnings: Count
         images += _list_images(entry)
     if not images:
         raise DatasetError(f"{path}: split {split!r} has no images")
-    unique = list({os.path.abspath(p): p for p in reversed(images)}.values())[::-1]  # first listing wins
+    unique: dict[str, Path] = {}
+    for image in images:  # the first listing of a file wins
+        unique.setdefault(os.path.abspath(image), image)
     if len(unique) < len(images):
         warnings["image listed again (kept once)"] += len(images) - len(unique)
-    return unique
+    return list(unique.values())
 
 
 def _read_labels(file: Path, num_names: int, warnings: Counter) -> tuple[list[int], list[list[float]]]:
