@@ -153,7 +153,7 @@ class Detector:
         if isinstance(source, (str, Path)):
             problem = check_image(source)[1] if Path(source).is_file() else "missing"
             if problem is not None:
-                raise DatasetError(f"{source}: image {problem}")
+                raise DatasetError(f"cannot read image {source}: {problem}")
         image = cv2.imread(str(source)) if isinstance(source, (str, Path)) else source
         if image is None or not isinstance(image, np.ndarray) or image.ndim != 3:
             raise DatasetError(f"cannot read image {source!r}" if isinstance(source, (str, Path)) else "expected an HxWx3 BGR array")
