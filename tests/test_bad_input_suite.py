@@ -496,6 +496,17 @@ def test_record_and_pixels_of_another_size_fail_in_one_line(tmp_path: Path, caps
     assert_one_line_error(code, err, "a.jpg: decoded as 32x32, but its record says 64x48")
 
 
+def test_api_predict_refuses_damaged_images(tmp_path: Path) -> None:
+    import spikedet as sd
+    from spikedet.data import DatasetError
+
+    detector = sd.load(ANN)
+    for path, reason in ((truncate(write_image(tmp_path / "t.jpg")), "truncated"),
+                         (write_png_bomb(tmp_path / "b.png"), "too large"), (tmp_path / "none.jpg", "missing")):
+        with pytest.raises(DatasetError, match=f"cannot read image {path}: {reason}"):
+            detector.predict(path)
+
+
 # ---------------------------------------------------------------------------------------------------- COCO
 def _coco(change: Callable[[dict], None]) -> Callable[[Path, dict], None]:
     """Changes the json of the tiny COCO set in place."""
