@@ -34,6 +34,7 @@ from spikedet.data import DetectionDataset, load_dataset
 ROOT = Path(__file__).resolve().parents[1]
 ANN = ROOT / "weights" / "yolov8n_qcfs_l4_synthetic.pt"
 SNN = ROOT / "weights" / "yolov8n_qcfs_l4_synthetic_ft.pt"
+SSD = ROOT / "weights" / "ssd_vgg_slim_qcfs_l4_bccd.pt"
 
 
 def run_tool(tool: str, argv: list[str], capsys: pytest.CaptureFixture) -> tuple[int, str]:
@@ -176,6 +177,17 @@ ARGUMENT_CASES = [
     ("levels", ["--weights", str(SNN)], "holds a SNN model, but a ANN model is required"),
 ]
 
+# A dataset that does not fit the tool's request, through the tool ({voc}: the tiny VOC set, split val only).
+DATASET_ARGUMENT_CASES = [
+    ("eval", ["--weights", str(ANN), "--data", "{voc}", "--split", "nope"], "split file not found (splits here: ['val'])"),
+    ("eval", ["--weights", str(ANN), "--data", "{voc}"], "none of the split pairs"),
+    ("eval", ["--weights", str(ANN), "--data", "{voc}", "--split", "val"], "class 'cat' is not in class_names"),
+    ("convert", ["--weights", str(ANN), "--data", "{voc}", "--split", "val"], "class 'cat' is not in class_names"),
+    ("train", ["--data", "{voc}"], "none of the split pairs"),
+    ("finetune", ["--weights", str(SNN), "--data", "{voc}"], "none of the split pairs"),
+    ("levels", ["--data", "{voc}"], "none of the split pairs"),
+]
+
 # Output paths: checked before the work, never after it (an existing file is never overwritten by a folder).
 OUTPUT_CASES = [
     ("convert", ["--out", "{file}"], "is a file, not a folder"),
@@ -200,20 +212,32 @@ def places(tmp_path: Path) -> dict[str, str]:
     file = tmp_path / "taken.txt"
     file.write_text("not a folder")
     (tmp_path / "folder").mkdir()
-    return {"file": str(file), "dir": str(tmp_path / "folder"), "missing": str(tmp_path / "missing" / "x.pt")}
+    return {"file": str(file), "dir": str(tmp_path / "folder"), "missing": str(tmp_path / "missing" / "x.pt"),
+            "voc": str(make_voc(tmp_path / "voc"))}
 
 
 def _case_id(tool: str, argv: list[str]) -> str:
     return " ".join([tool, *(a if not a.startswith("/") else Path(a).name for a in argv)])
 
 
-@pytest.mark.parametrize(("tool", "argv", "message"), ARGUMENT_CASES + OUTPUT_CASES,
-                         ids=[_case_id(t, a) for t, a, _ in ARGUMENT_CASES + OUTPUT_CASES])
+@pytest.mark.parametrize(("tool", "argv", "message"), ARGUMENT_CASES + DATASET_ARGUMENT_CASES + OUTPUT_CASES,
+                         ids=[_case_id(t, a) for t, a, _ in ARGUMENT_CASES + DATASET_ARGUMENT_CASES + OUTPUT_CASES])
 def test_bad_argument_is_one_line(tool: str, argv: list[str], message: str, places: dict[str, str],
                                   capsys: pytest.CaptureFixture) -> None:
     code, err = run_tool(tool, [a.format(**places) for a in argv], capsys)
     assert_one_line_error(code, err, message)
     assert Path(places["file"]).read_text() == "not a folder"
+
+
+@pytest.mark.parametrize(("argv", "message"), [(["nope"], "unknown command 'nope'; commands: convert, eval"),
+                                               (["--imgsz"], "unknown command '--imgsz'")], ids=["nope", "an option"])
+def test_unknown_command_is_one_line(argv: list[str], message: str, capsys: pytest.CaptureFixture) -> None:
+    from spikedet.commands import main
+
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit:
+        main(argv)
+    assert_one_line_error(exit.value.code, capsys.readouterr().err, message)
 
 
 # (recipe YAML given as --method, message)
@@ -316,6 +340,10 @@ CHECKPOINT_CASES = [
     ("snn recipe schedule unknown", lambda t: _with_config(SNN, lambda c: c["recipe"].update(schedule={"kind": "nope"})),
      "its conversion recipe cannot be applied"),
     ("snn recipe name missing", lambda t: _with_config(SNN, lambda c: c["recipe"].pop("name")), "its conversion recipe cannot be applied"),
+    ("ssd fewer names than head", lambda t: _with_config(SSD, lambda c: c["class_names"].pop()), "2 class names for a head of 3 classes"),
+    ("ssd head smaller than weights", lambda t: _with_config(SSD, lambda c: c.update(num_classes=2, class_names=c["class_names"][:2])),
+     "weights do not fit the model its config describes (size mismatch"),
+    ("ssd backbone unknown", lambda t: _with_config(SSD, _put("model", "ssd_resnet")), "does not describe a buildable model"),
     ("snn neuron state missing", lambda t: _with_state(SNN, lambda s: s.pop(next(k for k in s if k.endswith(".v0")))),
      "weights do not fit"),
 ]
@@ -813,7 +841,7 @@ def test_real_tools_fail_the_same_way(tool: str, args: list[str], message: str, 
 
 
 def test_the_suite_has_at_least_150_cases() -> None:
-    tables = [ARGUMENT_CASES, OUTPUT_CASES, RECIPE_CASES, CHECKPOINT_CASES, VOC_WARNING_CASES, VOC_CLEAN_CASES, VOC_ERROR_CASES,
+    tables = [ARGUMENT_CASES, DATASET_ARGUMENT_CASES, OUTPUT_CASES, RECIPE_CASES, CHECKPOINT_CASES, VOC_WARNING_CASES, VOC_CLEAN_CASES, VOC_ERROR_CASES,
               COCO_WARNING_CASES, COCO_CLEAN_CASES, COCO_ERROR_CASES, YOLO_WARNING_CASES, YOLO_CLEAN_CASES,
               YOLO_ERROR_CASES, VIDEO_CASES]
     assert sum(map(len, tables)) >= 150

@@ -122,13 +122,16 @@ def finetune_snn(
     start = time.perf_counter()
     family = config.get("family", "yolo")
     if family == "yolo":
+        from ..models.yolo_train import report_ultralytics_skips
         from .yolo_finetune import export_finetuned, finetune_yolo_snn  # pulls in ultralytics' trainer
 
+        data_yaml = export_ultralytics(train, val)
         _, trainer = finetune_yolo_snn(
-            snn, export_ultralytics(train, val), out, timesteps=timesteps, epochs=epochs, imgsz=imgsz, batch=batch,
+            snn, data_yaml, out, timesteps=timesteps, epochs=epochs, imgsz=imgsz, batch=batch,
             device=device, train_thresholds=train_thresholds, train_v0=train_v0, surrogate=surrogate,
             distill=distill, layer_distill=layer_distill, teacher=teacher, extra=extra,
         )
+        report_ultralytics_skips(trainer, data_yaml)
         meta["seconds"] = round(time.perf_counter() - start, 1)
         return export_finetuned(trainer, path, source=snn, meta=meta)
     if family == "ssd":
