@@ -13,6 +13,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from .validate import check_imgsz
+
 __all__ = ["FORMAT", "CheckpointError", "PickledCheckpointError", "save_checkpoint", "load_checkpoint"]
 
 FORMAT = "spikedet/1"
@@ -87,9 +89,10 @@ def _checked_entries(path: Path, blob: dict) -> tuple[dict[str, Any], dict[str, 
             raise CheckpointError(
                 f"{path}: config lists {len(names)} class names for a head of {num_classes} classes"
             )
-    imgsz = config.get("imgsz")
-    if imgsz is not None and (isinstance(imgsz, bool) or not isinstance(imgsz, int) or imgsz < 32 or imgsz % 32):
-        raise CheckpointError(f"{path}: config 'imgsz' must be a positive multiple of 32, got {imgsz!r}")
+    try:
+        check_imgsz(config.get("imgsz"), name="config 'imgsz'")
+    except ValueError as err:
+        raise CheckpointError(f"{path}: {err}") from None
     if blob["kind"] == "snn" and not isinstance(config.get("recipe"), dict):
         raise CheckpointError(f"{path}: a spiking checkpoint needs its conversion 'recipe' in the config (missing)")
     return config, state

@@ -5,13 +5,23 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-__all__ = ["check_count", "check_fraction", "check_imgsz", "check_output_dir", "check_output_file", "check_positive"]
+__all__ = ["MAX_IMGSZ", "check_count", "check_fraction", "check_imgsz", "check_output_dir", "check_output_file", "check_positive"]
+
+
+# Largest input side accepted: a batch of 8 such inputs already takes over 1.6 GB as float32, and anything
+# larger is a typo (an extra digit) rather than a detector setting.
+MAX_IMGSZ = 4096
 
 
 def check_imgsz(imgsz: int | None, *, name: str = "--imgsz") -> int | None:
-    """An input size: a multiple of 32 (every detector's largest stride), at least 32; None keeps the model's."""
-    if imgsz is not None and (isinstance(imgsz, bool) or not isinstance(imgsz, int) or imgsz < 32 or imgsz % 32):
-        raise ValueError(f"{name} must be a positive multiple of 32 (the detectors' largest stride), got {imgsz!r}")
+    """An input size: a multiple of 32 (every detector's largest stride) from 32 to ``MAX_IMGSZ``; None keeps
+    the model's."""
+    if imgsz is not None and (
+        isinstance(imgsz, bool) or not isinstance(imgsz, int) or not 32 <= imgsz <= MAX_IMGSZ or imgsz % 32
+    ):
+        raise ValueError(
+            f"{name} must be a positive multiple of 32 (the detectors' largest stride) up to {MAX_IMGSZ}, got {imgsz!r}"
+        )
     return imgsz
 
 

@@ -82,6 +82,8 @@ ARGUMENT_CASES = [
     ("convert", ["--imgsz", "33"], "--imgsz must be a positive multiple of 32"),
     ("convert", ["--imgsz", "-32"], "--imgsz must be a positive multiple of 32"),
     ("convert", ["--imgsz", "abc"], "argument --imgsz: invalid int value"),
+    ("convert", ["--imgsz", "32000"], "--imgsz must be a positive multiple of 32 (the detectors' largest stride) up to 4096"),
+    ("demo", ["--no-show", "--imgsz", "8192"], "up to 4096, got 8192"),
     ("convert", ["--batch", "0"], "--batch must be an integer >= 1"),
     ("convert", ["--batch", "1.5"], "argument --batch: invalid int value"),
     ("convert", ["--max-images", "-1"], "--max-images must be an integer >= 1"),
