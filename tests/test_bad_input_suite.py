@@ -798,6 +798,8 @@ def test_ultralytics_skips_are_counted_after_training(tmp_path: Path, caplog: py
     with caplog.at_level("WARNING"):
         assert report_ultralytics_skips(trainer, tmp_path / "data.yaml") == {"train": 1}
     assert "train 1 of 5" in caplog.text
+    trainer.args = SimpleNamespace(fraction=0.5)  # half the data asked for: not a skip
+    assert report_ultralytics_skips(trainer, tmp_path / "data.yaml") == {}
 
 
 # ------------------------------------------------------------------------------------------- video sources

@@ -153,6 +153,8 @@ def report_ultralytics_skips(trainer: Any, data_yaml: str | Path) -> dict[str, i
         exported = json.loads((Path(data_yaml).parent / "export.json").read_text(encoding="utf-8"))["splits"]
     except (OSError, ValueError, KeyError):
         return {}  # not a spikedet export: no count to compare with
+    if getattr(getattr(trainer, "args", None), "fraction", 1.0) != 1.0:
+        return {}  # trained on part of the data by request: fewer images is no sign of skipped ones
     skipped = {}
     for split, loader in (("train", getattr(trainer, "train_loader", None)), ("val", getattr(trainer, "test_loader", None))):
         labels = getattr(getattr(loader, "dataset", None), "labels", None)
