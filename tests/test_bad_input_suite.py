@@ -228,11 +228,15 @@ def _case_id(tool: str, argv: list[str]) -> str:
 
 @pytest.mark.parametrize(("tool", "argv", "message"), ARGUMENT_CASES + DATASET_ARGUMENT_CASES + OUTPUT_CASES,
                          ids=[_case_id(t, a) for t, a, _ in ARGUMENT_CASES + DATASET_ARGUMENT_CASES + OUTPUT_CASES])
-def test_bad_argument_is_one_line(tool: str, argv: list[str], message: str, places: dict[str, str],
-                                  capsys: pytest.CaptureFixture) -> None:
+def test_bad_argument_is_one_line(tool: str, argv: list[str], message: str, places: dict[str, str], tmp_path: Path,
+                                  monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    work = tmp_path / "work"  # where the default outputs (runs/...) would go
+    work.mkdir()
+    monkeypatch.chdir(work)
     code, err = run_tool(tool, [a.format(**places) for a in argv], capsys)
     assert_one_line_error(code, err, message)
     assert Path(places["file"]).read_text() == "not a folder"
+    assert not any(work.iterdir())  # refused before anything was written
 
 
 @pytest.mark.parametrize(("argv", "message"), [(["nope"], "unknown command 'nope'; commands: convert, eval"),

@@ -100,7 +100,6 @@ def finetune_snn(
     if surrogate not in SURROGATES:
         raise ValueError(f"unknown surrogate '{surrogate}'; choose from {', '.join(SURROGATES)}")
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     snn = prepare_snn(weights, method=method, out=out)
     config, _, _ = load_checkpoint(snn, kind="snn")
     teacher = _teacher(config, teacher, snn) if distill > 0 or layer_distill > 0 else None
@@ -110,6 +109,7 @@ def finetune_snn(
     train = load_dataset(data, train_split, class_names=config.get("class_names"))
     val = load_dataset(data, val_split, class_names=config.get("class_names"))
     check_classes(train, config)
+    out.mkdir(parents=True, exist_ok=True)  # only now: a refused checkpoint or dataset leaves no folder behind
     print(train.summary())
     print(val.summary())
     meta = {
