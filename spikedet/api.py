@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from .checkpoint import load_checkpoint, save_checkpoint
+from .data.image_check import check_image
 from .data.records import DatasetError, ImageRecord
 from .engine.evaluate import build_snn, eval_dataset, evaluate_ann, evaluate_snn, load_ann, load_snn
 from .engine.inference import letterbox, to_tensor
@@ -149,6 +150,10 @@ class Detector:
     @torch.no_grad()
     def predict(self, source: str | Path | np.ndarray, *, T: int = 4, conf: float = 0.25, imgsz: int | None = None) -> Detections:
         """Detections on one image (a path, or a BGR array as OpenCV reads it); ``T`` steps for a spiking one."""
+        if isinstance(source, (str, Path)):
+            problem = check_image(source)[1] if Path(source).is_file() else "missing"
+            if problem is not None:
+                raise DatasetError(f"cannot read image {source}: {problem}")
         image = cv2.imread(str(source)) if isinstance(source, (str, Path)) else source
         if image is None or not isinstance(image, np.ndarray) or image.ndim != 3:
             raise DatasetError(f"cannot read image {source!r}" if isinstance(source, (str, Path)) else "expected an HxWx3 BGR array")

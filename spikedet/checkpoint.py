@@ -13,6 +13,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from .validate import check_imgsz
+
 __all__ = ["FORMAT", "CheckpointError", "PickledCheckpointError", "save_checkpoint", "load_checkpoint"]
 
 FORMAT = "spikedet/1"
@@ -56,6 +58,41 @@ def load_checkpoint(path: str | Path, kind: str | None = None) -> tuple[dict[str
         ) from None
     if not isinstance(blob, dict) or blob.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a spikedet checkpoint (format tag '{FORMAT}' missing)")
+    config, state = _checked_entries(path, blob)
     if kind is not None and blob["kind"] != kind:
         raise CheckpointError(f"{path} holds a {blob['kind'].upper()} model, but a {kind.upper()} model is required here")
-    return json.loads(blob["config"]), blob["state_dict"], blob["kind"]
+    return config, state, blob["kind"]
+
+
+def _checked_entries(path: Path, blob: dict) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """The config and state dict of a loaded checkpoint, refused with one line naming the broken entry."""
+    if blob.get("kind") not in ("ann", "snn"):
+        raise CheckpointError(f"{path}: entry 'kind' must be 'ann' or 'snn', got {blob.get('kind')!r}")
+    if not isinstance(blob.get("config"), str):
+        raise CheckpointError(f"{path}: entry 'config' (a JSON text) is missing")
+    try:
+        config = json.loads(blob["config"])
+    except json.JSONDecodeError as err:
+        raise CheckpointError(f"{path}: entry 'config' is not valid JSON ({err})") from None
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{path}: entry 'config' must be a JSON object, got {type(config).__name__}")
+    state = blob.get("state_dict")
+    if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
+        raise CheckpointError(f"{path}: entry 'state_dict' must map parameter names to tensors")
+    num_classes, names = config.get("num_classes"), config.get("class_names")
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+        raise CheckpointError(f"{path}: config 'num_classes' must be an integer >= 1, got {num_classes!r}")
+    if names is not None:
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise CheckpointError(f"{path}: config 'class_names' must be a list of names, got {names!r}")
+        if len(names) != num_classes:
+            raise CheckpointError(
+                f"{path}: config lists {len(names)} class names for a head of {num_classes} classes"
+            )
+    try:
+        check_imgsz(config.get("imgsz"), name="config 'imgsz'")
+    except ValueError as err:
+        raise CheckpointError(f"{path}: {err}") from None
+    if blob["kind"] == "snn" and not isinstance(config.get("recipe"), dict):
+        raise CheckpointError(f"{path}: a spiking checkpoint needs its conversion 'recipe' in the config (missing)")
+    return config, state

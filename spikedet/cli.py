@@ -1,10 +1,19 @@
 """Shared behaviour of the command-line tools: expected errors become one clear line and exit code 2."""
 from __future__ import annotations
 
+import argparse
 import sys
-from typing import Any, Callable
+from typing import Any, Callable, NoReturn
 
-__all__ = ["run_cli", "parse_assignments", "parse_settings", "parse_timesteps"]
+__all__ = ["ToolParser", "run_cli", "parse_assignments", "parse_settings", "parse_timesteps"]
+
+
+class ToolParser(argparse.ArgumentParser):
+    """argparse whose errors are one line like every other error of the tools: ``error: ...``, exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"error: {message} (see {self.prog} --help)", file=sys.stderr)
+        sys.exit(2)
 
 
 def parse_timesteps(text: str) -> list[int]:
@@ -50,7 +59,7 @@ def run_cli(job: Callable[[], None]) -> None:
 
     try:
         job()
-    except (CheckpointError, DatasetError, ConversionError, ValueError, FileNotFoundError) as err:
+    except (CheckpointError, DatasetError, ConversionError, ValueError, OSError) as err:  # OSError: unreadable or unwritable paths
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:

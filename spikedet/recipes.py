@@ -86,12 +86,20 @@ def get_recipe(name: str | Path) -> Recipe:
     if not path.is_file():
         raise ValueError(f"unknown method '{name}'; available: {', '.join(available_recipes())}")
     name = path.stem
-    spec = yaml.safe_load(path.read_text()) or {}
+    try:
+        spec = yaml.safe_load(path.read_text(encoding="utf-8-sig")) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path}: not a readable YAML recipe ({str(error).splitlines()[0]})") from None
+    if not isinstance(spec, dict):
+        raise ValueError(f"{path}: a recipe is a mapping (neuron, schedule, ...), got {type(spec).__name__}")
+    for section in ("neuron_args", "calibration"):
+        if spec.get(section) is not None and not isinstance(spec[section], dict):
+            raise ValueError(f"{path}: '{section}' must be a mapping, got {spec[section]!r}")
     neuron = spec.get("neuron", "if")
-    if neuron not in NEURONS:
+    if not isinstance(neuron, str) or neuron not in NEURONS:
         raise ValueError(f"{path}: unknown neuron '{neuron}' ({', '.join(NEURONS.names())})")
     calibration = spec.get("calibration")
-    if calibration is not None and calibration.get("kind") not in CALIBRATIONS:
+    if calibration is not None and (not isinstance(calibration.get("kind"), str) or calibration["kind"] not in CALIBRATIONS):
         raise ValueError(f"{path}: unknown calibration '{calibration.get('kind')}' ({' | '.join(CALIBRATIONS)})")
     try:
         schedule = _schedule(spec.get("schedule", "online"))
@@ -130,5 +138,25 @@ def override_recipe(recipe: Recipe, settings: dict[str, str]) -> Recipe:
         if name not in spec[section]:
             known = ", ".join(k for k in spec[section] if k != "kind")
             raise ValueError(f"recipe '{recipe.name}': {section} has no '{name}' (it has: {known})")
-        spec[section][name] = parse_scalar(text)
+        spec[section][name] = _same_kind(key, spec[section][name], parse_scalar(text), text)
     return Recipe.from_dict(spec)
+
+
+def _same_kind(key: str, old: Any, new: Any, text: str) -> Any:
+    """``new`` when it is the kind of value the recipe's YAML has for ``key`` (an int may stand for a float);
+    otherwise a ValueError naming the setting, so a typo fails here and not deep inside a simulation."""
+    if old is None or isinstance(old, str):
+        return new if old is None else str(text)
+    if isinstance(old, bool):
+        ok = isinstance(new, bool)
+    elif isinstance(old, int):
+        ok = isinstance(new, int) and not isinstance(new, bool)
+    elif isinstance(old, float):
+        ok = isinstance(new, (int, float)) and not isinstance(new, bool)
+        new = float(new) if ok else new
+    else:
+        ok = type(new) is type(old)
+    if not ok:
+        kind = {bool: "true or false", int: "an integer", float: "a number"}.get(type(old), type(old).__name__)
+        raise ValueError(f"recipe setting '{key}' expects {kind} (like {old!r}), got '{text}'")
+    return new

@@ -2,15 +2,26 @@
 argument and what is wrong (the tools turn it into ``error: ...`` and exit status 2)."""
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
-__all__ = ["check_count", "check_imgsz", "check_output_dir", "check_output_file"]
+__all__ = ["MAX_IMGSZ", "check_count", "check_fraction", "check_imgsz", "check_output_dir", "check_output_file", "check_positive"]
+
+
+# Largest input side accepted: a batch of 8 such inputs already takes over 1.6 GB as float32, and anything
+# larger is a typo (an extra digit) rather than a detector setting.
+MAX_IMGSZ = 4096
 
 
 def check_imgsz(imgsz: int | None, *, name: str = "--imgsz") -> int | None:
-    """An input size: a multiple of 32 (every detector's largest stride), at least 32; None keeps the model's."""
-    if imgsz is not None and (isinstance(imgsz, bool) or not isinstance(imgsz, int) or imgsz < 32 or imgsz % 32):
-        raise ValueError(f"{name} must be a positive multiple of 32 (the detectors' largest stride), got {imgsz!r}")
+    """An input size: a multiple of 32 (every detector's largest stride) from 32 to ``MAX_IMGSZ``; None keeps
+    the model's."""
+    if imgsz is not None and (
+        isinstance(imgsz, bool) or not isinstance(imgsz, int) or not 32 <= imgsz <= MAX_IMGSZ or imgsz % 32
+    ):
+        raise ValueError(
+            f"{name} must be a positive multiple of 32 (the detectors' largest stride) up to {MAX_IMGSZ}, got {imgsz!r}"
+        )
     return imgsz
 
 
@@ -20,6 +31,24 @@ def check_count(value: int | None, *, name: str, optional: bool = False) -> int 
         return None
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    return value
+
+
+def check_fraction(value: float | None, *, name: str, optional: bool = False) -> float | None:
+    """A fraction (a score threshold, a decay): a number in [0, 1] (None allowed when ``optional``)."""
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:  # NaN fails too
+        raise ValueError(f"{name} must be a number from 0 to 1, got {value!r}")
+    return value
+
+
+def check_positive(value: float | None, *, name: str, optional: bool = False) -> float | None:
+    """A finite number > 0 (a learning rate, a tolerance, a width multiplier); None allowed when ``optional``."""
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (value > 0 and math.isfinite(value)):
+        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
     return value
 
 

@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> None:
         print(_usage())
         return
     if argv[0] not in COMMANDS:
-        print(f"spikedet: unknown command '{argv[0]}'\n\n{_usage()}", file=sys.stderr)
+        print(f"error: unknown command '{argv[0]}'; commands: {', '.join(COMMANDS)} (see spikedet --help)", file=sys.stderr)
         raise SystemExit(2)
     module = importlib.import_module(f"{__name__}.{COMMANDS[argv[0]][0]}")
     module.main(argv[1:])

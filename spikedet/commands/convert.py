@@ -8,11 +8,11 @@ import argparse
 from pathlib import Path
 
 
-from spikedet.cli import parse_assignments, parse_timesteps, run_cli
+from spikedet.cli import ToolParser, parse_assignments, parse_timesteps, run_cli
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="spikedet convert", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ToolParser(prog="spikedet convert", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
         "--weights", default=None,
         help="spikedet ANN checkpoint to convert, or SNN checkpoint (a fine-tuned one) to evaluate as stored beside "

@@ -17,11 +17,11 @@ from __future__ import annotations
 import argparse
 
 
-from spikedet.cli import run_cli
+from spikedet.cli import ToolParser, run_cli
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="spikedet demo", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ToolParser(prog="spikedet demo", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--source", default="0", help="camera index, video file or stream URL (default: 0)")
     parser.add_argument("--weights", default=None, help="spikedet ANN or SNN checkpoint (default: the shipped model)")
     parser.add_argument("--T", type=int, default=4,

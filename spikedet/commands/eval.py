@@ -9,11 +9,11 @@ import argparse
 from pathlib import Path
 
 
-from spikedet.cli import parse_timesteps, run_cli
+from spikedet.cli import ToolParser, parse_timesteps, run_cli
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="spikedet eval", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ToolParser(prog="spikedet eval", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--T", default="4", help="time steps, e.g. 4 or 1,2,4,8")
     parser.add_argument("--weights", default=None, help="spikedet SNN or ANN checkpoint (default: shipped model)")
     parser.add_argument("--data", default=None, help="dataset (default: the one the model was trained on)")

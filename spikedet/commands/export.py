@@ -14,14 +14,14 @@ from __future__ import annotations
 import argparse
 
 
-from spikedet.cli import run_cli
+from spikedet.cli import ToolParser, run_cli
 
 
 def main(argv: list[str] | None = None) -> None:
     from spikedet.deploy.graph_modules import DEFAULT_OPSET
     from spikedet.deploy.parity import MIN_MATCH, TOLERANCE
 
-    parser = argparse.ArgumentParser(prog="spikedet export", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ToolParser(prog="spikedet export", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--weights", default=None, help="spikedet ANN or SNN checkpoint (default: the shipped model)")
     parser.add_argument("--T", type=int, default=4, help="time steps of the unrolled graph, and of the parity check")
     parser.add_argument("--imgsz", type=int, default=None, help="input size (default: the model's, 320 shipped)")
@@ -38,8 +38,21 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     def job() -> None:
+        import onnx
+
         from spikedet.deploy.onnx_export import export_detector, format_export
         from spikedet.deploy.tracing import ExportError
+        from spikedet.validate import check_count, check_fraction, check_imgsz, check_output_file, check_positive
+
+        check_count(args.T, name="--T")
+        check_imgsz(args.imgsz)
+        check_count(args.images, name="--images")
+        check_positive(args.tolerance, name="--tolerance")
+        check_fraction(args.min_match, name="--min-match")
+        newest = onnx.defs.onnx_opset_version()  # lower opsets the exporter cannot meet fail with an ExportError
+        if not 1 <= args.opset <= newest:
+            raise ValueError(f"--opset must be from 1 to {newest} (the newest this onnx knows), got {args.opset}")
+        check_output_file(args.out, name="--out")
 
         report = export_detector(
             args.weights, out=args.out, timesteps=args.T, imgsz=args.imgsz, stateful=args.stateful, opset=args.opset,

@@ -7,15 +7,13 @@ export_onnx). YOLO trains through ultralytics' trainer (progress bars, per-epoch
 through spikedet's SSD loop."""
 from __future__ import annotations
 
-import argparse
 import os
 
-
-from spikedet.cli import parse_timesteps, run_cli
+from spikedet.cli import ToolParser, parse_timesteps, run_cli
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="spikedet finetune", description=__doc__)
+    parser = ToolParser(prog="spikedet finetune", description=__doc__)
     parser.add_argument("--weights", required=True, help="spikedet SNN checkpoint (qcfs/dual_phase) or ANN checkpoint")
     parser.add_argument("--method", default="qcfs", help="recipe converting an ANN checkpoint (one that needs no data)")
     parser.add_argument("--data", default=None, help="dataset (default: the one the model was trained on)")

@@ -5,12 +5,13 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 
-from spikedet.cli import run_cli
+from spikedet.cli import ToolParser, run_cli
 from spikedet.data import read_coco, read_voc
-from spikedet.validate import check_count, check_output_dir
+from spikedet.validate import MAX_IMGSZ, check_count, check_output_dir
 from spikedet.data.synthetic import (
     DEFAULT_IMAGE_SIZE,
     DEFAULT_NUM_IMAGES,
@@ -22,7 +23,7 @@ from spikedet.data.synthetic import (
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="spikedet synthetic", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ToolParser(prog="spikedet synthetic", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", required=True, type=Path, help="output folder (new, or one made by this tool)")
     parser.add_argument("--images", type=int, default=DEFAULT_NUM_IMAGES, help="number of images, train + val")
     parser.add_argument("--size", type=int, default=DEFAULT_IMAGE_SIZE, help="image side in pixels")
@@ -36,8 +37,12 @@ def main(argv: list[str] | None = None) -> None:
         check_output_dir(args.out)
         check_count(args.images, name="--images")
         check_count(args.size, name="--size")
+        if args.size > MAX_IMGSZ:
+            raise ValueError(f"--size must be at most {MAX_IMGSZ}, got {args.size}")
         if args.workers is not None:
             check_count(args.workers, name="--workers")
+            if args.workers > (os.cpu_count() or 1):  # each worker is a process of its own
+                raise ValueError(f"--workers must be at most {os.cpu_count() or 1} (the cores here), got {args.workers}")
         out = generate_synthetic(args.out, args.images, args.size, args.seed, args.val_fraction, args.layout, args.workers)
         read = read_voc if args.layout == "voc" else read_coco
         for split in ("train", "val"):

@@ -2,11 +2,9 @@
 SSD (--model ssd) with spikedet's own loop (albumentations augmentation, checkpoint every epoch, --resume)."""
 from __future__ import annotations
 
-import argparse
 import os
 
-
-from spikedet.cli import run_cli
+from spikedet.cli import ToolParser, run_cli
 
 
 def _extra(lr0: float | None, settings: dict, family: str) -> dict | None:
@@ -17,7 +15,7 @@ def _extra(lr0: float | None, settings: dict, family: str) -> dict | None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="spikedet train", description=__doc__)
+    parser = ToolParser(prog="spikedet train", description=__doc__)
     parser.add_argument("--data", default="synthetic", help="'synthetic', a VOC/COCO/YOLO folder or an ultralytics yaml")
     parser.add_argument("--model", default="yolov8n", help="yolov8n/s/m/l/x, a YOLOv8 model yaml, or ssd / ssd_vgg_slim")
     parser.add_argument(
@@ -60,6 +58,9 @@ def main(argv: list[str] | None = None) -> None:
         from spikedet.engine.levels import parse_levels
         from spikedet.engine.train import train_detector
         from spikedet.models.family import family_for_model
+        from spikedet.validate import check_positive
+
+        check_positive(args.lr0, name="--lr0", optional=True)
 
         path = train_detector(
             args.data, out=args.out, model=args.model, activation=args.activation, levels=parse_levels(args.levels),

@@ -31,15 +31,31 @@ def _load_json(path: Path) -> dict:
         found = sorted(p.name for p in path.parent.glob("instances_*.json")) if path.parent.is_dir() else []
         raise DatasetError(f"{path}: annotation file not found (found: {found or 'none'})")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8-sig"))  # a byte-order mark is not an error
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise DatasetError(f"{path}: not valid JSON ({e})") from None
     if not isinstance(data, dict) or not {"images", "annotations", "categories"} <= data.keys():
         raise DatasetError(f"{path}: not a COCO detection file (needs images, annotations, categories)")
+    for key in ("images", "annotations", "categories"):
+        if not isinstance(data[key], list):
+            raise DatasetError(f"{path}: {key!r} must be a list, got {type(data[key]).__name__}")
     for key, fields in (("images", {"id", "file_name"}), ("categories", {"id", "name"})):
         if any(not isinstance(item, dict) or not fields <= item.keys() for item in data[key]):
             raise DatasetError(f"{path}: every entry of {key!r} needs {sorted(fields)}")
+        bad = next((item for item in data[key] if not _is_int(item["id"])), None)
+        if bad is not None:
+            raise DatasetError(f"{path}: {key!r} entry with id {bad['id']!r}: ids must be integers")
+    ids = [c["id"] for c in data["categories"]]
+    if len(set(ids)) < len(ids):
+        raise DatasetError(f"{path}: category ids repeat ({sorted(i for i in set(ids) if ids.count(i) > 1)})")
+    bad = next((item for item in data["images"] if not isinstance(item["file_name"], str) or not item["file_name"]), None)
+    if bad is not None:
+        raise DatasetError(f"{path}: image {bad['id']} has file_name {bad['file_name']!r}, not a file name")
     return data
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _xyxy(bbox: object) -> list[float] | None:
@@ -79,14 +95,21 @@ def read_coco(root: str | Path, split: str, class_names: Sequence[str] | None = 
 
     by_image: dict[int, list[dict]] = defaultdict(list)
     for ann in data["annotations"]:
-        by_image[ann.get("image_id")].append(ann)
+        if isinstance(ann, dict) and _is_int(ann.get("image_id")):
+            by_image[ann["image_id"]].append(ann)
+        else:
+            warnings["malformed annotation dropped"] += 1
     image_ids = {img["id"] for img in data["images"]}
     orphans = sum(len(v) for k, v in by_image.items() if k not in image_ids)
     if orphans:
         warnings["annotation of unknown image dropped"] += orphans
 
-    records = []
+    records, seen = [], set()
     for img in sorted(data["images"], key=lambda im: im["id"]):
+        if img["id"] in seen:  # its annotations are read once, with the first entry
+            warnings["image id listed again (kept once)"] += 1
+            continue
+        seen.add(img["id"])
         file = image_dir / img["file_name"]
         size = probe_image(file, warnings)
         if size is None:
@@ -97,7 +120,7 @@ def read_coco(root: str | Path, split: str, class_names: Sequence[str] | None = 
         boxes, labels, crowd, difficult = [], [], [], []
         for ann in by_image.get(img["id"], []):
             cid, box = ann.get("category_id"), _xyxy(ann.get("bbox"))
-            if cid not in known or box is None:
+            if not _is_int(cid) or cid not in known or box is None:
                 warnings["malformed annotation dropped"] += 1
                 continue
             if cid not in label_of:

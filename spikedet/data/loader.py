@@ -61,6 +61,9 @@ def load_dataset(spec: str | Path, split: str, class_names: Sequence[str] | None
     else:
         reader = {"voc": read_voc, "coco": read_coco, "yolo": read_yolo}[layout]
         dataset = reader(Path(spec).expanduser(), split, class_names)
+    if not dataset.records:  # every image skipped: say why, rather than fail later inside an evaluator
+        problems = ", ".join(f"{k} x{v}" for k, v in sorted(dataset.warnings.items())) or "none listed"
+        raise DatasetError(f"{spec}: split {split!r} has no usable images (problems: {problems})")
     if dataset.warnings:
         log.warning(dataset.summary())
     return dataset

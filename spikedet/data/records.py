@@ -6,9 +6,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
-__all__ = ["ImageRecord", "DetectionDataset", "DatasetError", "image_size", "probe_image", "sanitize_boxes", "MIN_BOX_SIDE"]
+from .image_check import check_image
+
+__all__ = ["ImageRecord", "DetectionDataset", "DatasetError", "probe_image", "sanitize_boxes", "MIN_BOX_SIDE"]
 
 # A kept box must span more than this many pixels on each axis: anything thinner is a stray click or a
 # sliver cut off by the image border, has no usable IoU, and only adds noise to training and evaluation.
@@ -89,31 +90,15 @@ class DetectionDataset:
         return line
 
 
-def image_size(path: str | Path) -> tuple[int, int] | None:
-    """``(width, height)`` from the image header, or ``None`` when the file cannot be read as an image.
-
-    ``verify()`` checks the container without decoding pixels, so probing a whole split stays cheap.
-    """
-    try:
-        with Image.open(path) as im:
-            size = im.size
-            im.verify()
-    except (OSError, SyntaxError, ValueError):  # PIL reports broken files through all three
-        return None
-    except ImportError:  # ultralytics patches Image.open to fetch a HEIF plugin for unidentified files; offline
-        return None  # that import fails, and the file is just as unreadable
-    return size
-
-
 def probe_image(path: str | Path | None, warnings: Counter) -> tuple[int, int] | None:
-    """``(width, height)`` of an image to keep, or ``None`` (counted in ``warnings``) for one to skip: missing
-    (``path`` is None or no file) or unreadable."""
+    """Upright ``(width, height)`` of an image to keep, or ``None`` (counted in ``warnings``) for one to skip:
+    missing (``path`` is None or no file), unreadable, truncated or too large (see :mod:`.image_check`)."""
     if path is None or not Path(path).is_file():
         warnings["image missing (skipped)"] += 1
         return None
-    size = image_size(path)
-    if size is None:
-        warnings["image unreadable (skipped)"] += 1
+    size, problem = check_image(path)
+    if problem is not None:
+        warnings[f"image {problem} (skipped)"] += 1
     return size
 
 

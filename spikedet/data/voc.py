@@ -37,15 +37,25 @@ class _Parsed:
     difficult: np.ndarray
 
 
-def read_split_ids(root: str | Path, split: str) -> list[str]:
-    """Image ids listed in ``ImageSets/Main/{split}.txt`` (first token of each non-blank line)."""
+def read_split_ids(root: str | Path, split: str, *, warnings: Counter | None = None) -> list[str]:
+    """Image ids listed in ``ImageSets/Main/{split}.txt`` (first token of each non-blank line), each once.
+
+    A UTF-8 byte-order mark (Windows editors write one) is not part of the first id; an id listed again is
+    kept once and counted in ``warnings`` (evaluating an image twice would weigh it double)."""
     path = Path(root) / "ImageSets" / "Main" / f"{split}.txt"
     if not path.is_file():
         found = sorted(p.stem for p in path.parent.glob("*.txt")) if path.parent.is_dir() else []
         raise DatasetError(f"{path}: split file not found (splits here: {found or 'none'})")
-    ids = [line.split()[0] for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    if not ids:
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise DatasetError(f"{path}: split file is not UTF-8 text ({err.reason} at byte {err.start})") from None
+    listed = [line.split()[0] for line in text.splitlines() if line.strip()]
+    if not listed:
         raise DatasetError(f"{path}: split file is empty")
+    ids = list(dict.fromkeys(listed))
+    if len(ids) < len(listed) and warnings is not None:
+        warnings["id listed again in split file (kept once)"] += len(listed) - len(ids)
     return ids
 
 
@@ -72,7 +82,7 @@ def _parse(root: Path, stem: str, image_id: int, warnings: Counter) -> _Parsed |
         return None
     try:
         tree = ET.parse(xml).getroot()
-    except ET.ParseError:
+    except (ET.ParseError, UnicodeDecodeError):
         warnings["annotation unreadable (image skipped)"] += 1
         return None
     image = _find_image(root, stem, tree.findtext("filename"))
@@ -105,12 +115,12 @@ def read_voc(root: str | Path, split: str, class_names: Sequence[str] | None = N
     """Read one split of a PASCAL VOC folder.
 
     ``class_names=None`` uses the sorted set of names found in the split; with a list, a name outside it is
-    an error. ``image_id`` is the 1-based line number in the split file, so it does not depend on which
+    an error. ``image_id`` is the 1-based position of the id in the split file (each id once), so it does not depend on which
     images had to be skipped. Unusable images are skipped and counted in ``warnings``.
     """
     root = Path(root)
-    ids = read_split_ids(root, split)
     warnings: Counter = Counter()
+    ids = read_split_ids(root, split, warnings=warnings)
     parsed = [p for i, stem in enumerate(ids) if (p := _parse(root, stem, i + 1, warnings)) is not None]
 
     if class_names is None:

@@ -19,13 +19,14 @@ import numpy as np
 import yaml
 
 from ..env import cache_dir
+from .image_check import MIN_TRAIN_SIDE
 from .records import DatasetError, DetectionDataset, ImageRecord, probe_image, sanitize_boxes
 
 __all__ = ["read_yolo", "export_ultralytics", "find_dataset_yaml", "IMAGE_SUFFIXES"]
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 _YAML_NAMES = ("data.yaml", "dataset.yaml")
-_EXPORT_VERSION = 1  # bump when the exported files change, so old cache entries are not reused
+_EXPORT_VERSION = 2  # bump when the exported files change, so old cache entries are not reused
 log = logging.getLogger(__name__)
 
 
@@ -42,8 +43,8 @@ def find_dataset_yaml(folder: str | Path) -> Path | None:
 def _load_yaml(path: Path) -> dict:
     try:
         cfg = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as e:
-        raise DatasetError(f"{path}: cannot read dataset yaml ({e})") from None
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
+        raise DatasetError(f"{path}: cannot read dataset yaml ({str(e).splitlines()[0]})") from None
     if not isinstance(cfg, dict):
         raise DatasetError(f"{path}: dataset yaml must be a mapping with path/train/val/names")
     return cfg
@@ -52,8 +53,8 @@ def _load_yaml(path: Path) -> dict:
 def _yaml_names(cfg: dict, path: Path) -> list[str]:
     names = cfg.get("names")
     if isinstance(names, dict):
-        if sorted(names) != list(range(len(names))):
-            raise DatasetError(f"{path}: 'names' keys must be 0..{len(names) - 1}, got {sorted(names)}")
+        if set(names) != set(range(len(names))):
+            raise DatasetError(f"{path}: 'names' keys must be 0..{len(names) - 1}, got {list(names)}")
         return [str(names[i]) for i in range(len(names))]
     if isinstance(names, list):
         return [str(n) for n in names]
@@ -75,11 +76,15 @@ def _list_images(entry: Path) -> list[Path]:
         return sorted(p for p in entry.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
     if entry.suffix != ".txt":
         raise DatasetError(f"{entry}: a split entry must be an image folder or a .txt list of images")
-    lines = [line.strip() for line in entry.read_text(encoding="utf-8").splitlines() if line.strip()]
+    try:
+        text = entry.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise DatasetError(f"{entry}: image list is not UTF-8 text ({err.reason} at byte {err.start})") from None
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
     return [entry.parent / line for line in lines]  # relative lines are relative to the list file
 
 
-def _split_images(cfg: dict, base: Path, split: str, path: Path) -> list[Path]:
+def _split_images(cfg: dict, base: Path, split: str, path: Path, warnings: Counter) -> list[Path]:
     entries = cfg.get(split)
     if entries is None:
         if not (base / "images" / split).is_dir():
@@ -99,13 +104,23 @@ def _split_images(cfg: dict, base: Path, split: str, path: Path) -> list[Path]:
         images += _list_images(entry)
     if not images:
         raise DatasetError(f"{path}: split {split!r} has no images")
-    return images
+    unique: dict[str, Path] = {}
+    for image in images:  # the first listing of a file wins
+        unique.setdefault(os.path.abspath(image), image)
+    if len(unique) < len(images):
+        warnings["image listed again (kept once)"] += len(images) - len(unique)
+    return list(unique.values())
 
 
 def _read_labels(file: Path, num_names: int, warnings: Counter) -> tuple[list[int], list[list[float]]]:
     """Class indices and normalised ``cx cy w h`` rows; bad lines are counted and dropped."""
     classes, rows = [], []
-    for line in file.read_text(encoding="utf-8").splitlines():
+    try:
+        text = file.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError:
+        warnings["label file not UTF-8 text (image kept, no boxes)"] += 1
+        return [], []
+    for line in text.splitlines():
         fields = line.split()
         if not fields:
             continue
@@ -143,14 +158,14 @@ def read_yolo(data: str | Path, split: str, class_names: Sequence[str] | None = 
         raise DatasetError(f"{data}: no such dataset yaml or folder")
     names = _yaml_names(cfg, yaml_path)
     base = yaml_path.parent / Path(str(cfg.get("path") or ".")).expanduser()
-    images = _split_images(cfg, base, split, yaml_path)
+    warnings: Counter = Counter()
+    images = _split_images(cfg, base, split, yaml_path, warnings)
 
     if class_names is None:
         class_names, remap = names, np.arange(len(names))
     else:
         index = {n: i for i, n in enumerate(class_names)}
         remap = np.array([index.get(n, -1) for n in names], dtype=np.int64)
-    warnings: Counter = Counter()
     records = []
     for i, image in enumerate(images):
         size = probe_image(image, warnings)
@@ -198,15 +213,29 @@ def _content_hash(train: DetectionDataset, val: DetectionDataset) -> str:
     return h.hexdigest()[:16]
 
 
+def _unusable_for_ultralytics(record: ImageRecord) -> str | None:
+    """Why ultralytics' trainer would skip this image (see its ``verify_image_label``), or None."""
+    if Path(record.path).suffix.lower() not in IMAGE_SUFFIXES:
+        return f"format {Path(record.path).suffix or '(none)'} ultralytics does not train on"
+    if min(record.width, record.height) < MIN_TRAIN_SIDE:
+        return f"side under {MIN_TRAIN_SIDE} px (ultralytics skips it)"
+    return None
+
+
 def _write_split(dataset: DetectionDataset, out: Path, split: str) -> dict:
     """Link images and write label files for one split; returns its counts for ``export.json``."""
     image_dir, label_dir = out / "images" / split, out / "labels" / split
     image_dir.mkdir(parents=True)
     label_dir.mkdir(parents=True)
     stems: set[str] = set()
-    counts = Counter(images=len(dataset.records))
+    counts = Counter(images=0)
     for r in dataset.records:
         src = Path(r.path)
+        unusable = _unusable_for_ultralytics(r)
+        if unusable:  # ultralytics would skip it with a line in its own log: leave it out here, counted
+            counts[f"images left out: {unusable}"] += 1
+            continue
+        counts["images"] += 1
         stem, k = src.stem, 1
         while stem in stems:  # same file name from different folders: keep both
             stem, k = f"{src.stem}_{k}", k + 1
@@ -224,8 +253,14 @@ def _write_split(dataset: DetectionDataset, out: Path, split: str) -> dict:
             cx, cy = (box[0] + box[2]) / 2 / r.width, (box[1] + box[3]) / 2 / r.height
             w, h = (box[2] - box[0]) / r.width, (box[3] - box[1]) / r.height
             lines.append(f"{label} {cx:.6f} {cy:.6f} {w:.6f} {h:.6f}\n")
+        unique = list(dict.fromkeys(lines))
+        if len(unique) < len(lines):  # ultralytics removes repeated label rows; say so here
+            counts["repeated boxes written once"] += len(lines) - len(unique)
+        lines = unique
         counts["boxes"] += len(lines)
         (label_dir / f"{stem}.txt").write_text("".join(lines), encoding="utf-8")
+    if not counts["images"]:
+        raise DatasetError(f"{dataset.root}: split {dataset.split!r} has no image ultralytics can train on ({dict(counts)})")
     return {"source": f"{dataset.root} ({dataset.layout}, split {dataset.split})", **counts}
 
 
@@ -278,7 +313,8 @@ def export_ultralytics(train: DetectionDataset, val: DetectionDataset, out_dir: 
         if not _is_export(out, digest):
             raise
         # else a concurrent call finished the same export first: use it
-    skipped = sum(s.get("crowd boxes skipped", 0) for s in splits.values())
-    if skipped:
-        log.warning("%s: %d crowd boxes left out of the training labels", out, skipped)
+    for split, counts in splits.items():
+        dropped = {k: v for k, v in counts.items() if k not in ("images", "boxes", "source")}
+        if dropped:
+            log.warning("%s: %s split: %s", out, split, ", ".join(f"{k} x{v}" for k, v in sorted(dropped.items())))
     return yaml_path

@@ -13,9 +13,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from .. import validate
 from ..engine.inference import letterbox
 from ..models.postprocess import scaled_nms
 from ..models.family import family_of
+from ..validate import check_count, check_fraction, check_output_file
 from .backends import check_backend, make_backend_detector
 from ..validate import check_imgsz
 from .detector import FrameDetector, load_model
@@ -194,6 +196,24 @@ def process_video(
     return summary
 
 
+def _check_settings(
+    *, timesteps: int, imgsz: int | None, save: str | Path | None, steps_per_frame: int, window: int | None,
+    leak: float, pool_decay: float, conf: float, iou: float | None, max_frames: int | None,
+) -> None:
+    """Every number and the output path of a demo, before the source opens and the model loads."""
+    check_count(timesteps, name="--T")
+    validate.check_imgsz(imgsz)  # None keeps the model's size
+    check_count(steps_per_frame, name="--steps-per-frame")
+    if window is not None and (isinstance(window, bool) or not isinstance(window, int) or window < 0):
+        raise ValueError(f"--window must be an integer >= 0, got {window!r}")
+    for value, name in ((leak, "--leak"), (pool_decay, "--pool-decay"), (conf, "--conf")):
+        check_fraction(value, name=name)
+    check_fraction(iou, name="--iou", optional=True)
+    check_count(max_frames, name="--max-frames", optional=True)
+    if save is not None:
+        check_output_file(save, name="--save")
+
+
 def run_demo(
     source: str | int = "0",
     *,
@@ -226,6 +246,8 @@ def run_demo(
     family's NMS IoU (0.7 for YOLO, 0.5 for SSD), the one its evaluation uses.
     """
     check_backend(backend)
+    _check_settings(timesteps=timesteps, imgsz=imgsz, save=save, steps_per_frame=steps_per_frame, window=window,
+                    leak=leak, pool_decay=pool_decay, conf=conf, iou=iou, max_frames=max_frames)
     if show:
         _check_display()
     with VideoSource(source) as video:  # first, so a bad source fails before the model loads

@@ -38,6 +38,10 @@ def evaluate_checkpoint(
     check_output_dir(out, name="--json's folder")
     weights = Path(weights) if weights else DEFAULT_WEIGHTS
     kind, model, config = load_detector(weights)
+    if kind == "ann":  # the recipe is checked before the dataset is read
+        recipe = get_recipe(method)
+        if recipe.calibration:
+            raise ValueError(f"method '{method}' calibrates on training images: convert with tools/convert_det.py first")
     dataset, data = eval_dataset(config, data, split, max_images)
     imgsz = imgsz or config.get("imgsz", 320)
     out = Path(out)
@@ -46,9 +50,6 @@ def evaluate_checkpoint(
     summary: dict[str, Any] = {"dataset": f"{data}:{dataset.split}", "weights": str(weights), "imgsz": imgsz, "images": len(dataset)}
     lines: dict[str, list[str]] = {}
     if kind == "ann":
-        recipe = get_recipe(method)
-        if recipe.calibration:
-            raise ValueError(f"method '{method}' calibrates on training images: convert with tools/convert_det.py first")
         network = build_snn(model, recipe)
         summary["method"] = method
         if with_ann:

@@ -56,11 +56,11 @@ def convert_detector(
         return _evaluate_spiking(weights, data=data, timesteps=timesteps, out=Path(out), imgsz=imgsz, batch=batch,
                                  split=split, max_images=max_images)
     method = method or "qcfs"
+    recipe = override_recipe(get_recipe(method), recipe_settings or {})  # a bad --set fails before any work
     ann, config = load_ann(weights)
     dataset, data = eval_dataset(config, data, split, max_images)
     print(dataset.summary())
     imgsz = imgsz or config.get("imgsz", 320)
-    recipe = override_recipe(get_recipe(method), recipe_settings or {})
 
     ann_metrics, _ = evaluate_ann(ann, dataset, imgsz, batch)
     snn_metrics, _, network, monitor, calibration = run_recipe(

@@ -7,7 +7,7 @@ from typing import Any
 
 from torch import nn
 
-from ..checkpoint import load_checkpoint
+from ..checkpoint import CheckpointError, load_checkpoint
 from ..data import default_splits, load_dataset
 from ..data.records import DatasetError, DetectionDataset
 from ..eval.coco import evaluate_coco
@@ -31,11 +31,32 @@ DEFAULT_WEIGHTS = shipped("weights/yolov8n_qcfs_l4_synthetic.pt")
 DEFAULT_SNN = shipped("weights/yolov8n_qcfs_l4_synthetic_ft.pt")
 
 
+def _rebuild(weights: str | Path, config: dict) -> nn.Module:
+    """The untrained module a checkpoint config describes; a config that builds nothing is a CheckpointError."""
+    try:
+        return get_family(config.get("family", "yolo")).from_config(config)
+    except Exception as err:  # noqa: BLE001  (model builders fail in many ways on a damaged config)
+        raise CheckpointError(f"{weights}: its config does not describe a buildable model ({_reason(err)})") from None
+
+
+def _load_weights(weights: str | Path, module: nn.Module, state: dict) -> None:
+    """``module.load_state_dict(state)``; missing, extra or mis-shaped tensors are one CheckpointError line."""
+    try:
+        module.load_state_dict(state)
+    except RuntimeError as err:
+        first = next((line.strip() for line in str(err).splitlines()[1:] if line.strip()), str(err))
+        raise CheckpointError(f"{weights}: weights do not fit the model its config describes ({first})") from None
+
+
+def _reason(err: Exception) -> str:
+    return f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else 'no detail'}"
+
+
 def load_ann(weights: str | Path) -> tuple[nn.Module, dict]:
     """A quantized (or SiLU) ANN and its config from a spikedet ANN checkpoint."""
     config, state, _ = load_checkpoint(weights, kind="ann")
-    model = get_family(config.get("family", "yolo")).from_config(config)
-    model.load_state_dict(state)
+    model = _rebuild(weights, config)
+    _load_weights(weights, model, state)
     return model.eval(), config
 
 
@@ -48,13 +69,16 @@ def build_snn(ann: nn.Module, recipe: Recipe) -> SpikingNetwork:
 def load_snn(weights: str | Path) -> tuple[SpikingNetwork, dict]:
     """A spiking network and its config from a spikedet SNN checkpoint."""
     config, state, _ = load_checkpoint(weights, kind="snn")
-    ann = get_family(config.get("family", "yolo")).from_config(config).eval()
-    network = build_snn(ann, Recipe.from_dict(config["recipe"]))
+    ann = _rebuild(weights, config).eval()
+    try:
+        network = build_snn(ann, Recipe.from_dict(config["recipe"]))
+    except Exception as err:  # noqa: BLE001  (a damaged recipe fails inside the converter in many ways)
+        raise CheckpointError(f"{weights}: its conversion recipe cannot be applied ({_reason(err)})") from None
     for name, module in network.net.named_modules():
         stored = state.get(f"{name}.v0")
         if isinstance(module, SpikingNeuron) and stored is not None:
             module.v0 = stored.clone()  # calibrated potentials may be per channel
-    network.net.load_state_dict(state)
+    _load_weights(weights, network.net, state)
     return network, config
 
 

@@ -43,6 +43,11 @@ def image_batches(records: list[ImageRecord], size: int, batch_size: int) -> Ite
             image = cv2.imread(rec.path, cv2.IMREAD_COLOR)
             if image is None:
                 raise DatasetError(f"cannot read image {rec.path}")
+            if image.shape[:2] != (rec.height, rec.width):  # boxes are in the record's frame: never mix frames
+                raise DatasetError(
+                    f"{rec.path}: decoded as {image.shape[1]}x{image.shape[0]}, but its record says "
+                    f"{rec.width}x{rec.height}"
+                )
             images.append(letterbox(image, size))
         yield to_tensor(images), chunk
 

@@ -1,6 +1,7 @@
 """Apply a recipe to an ANN and evaluate the spiking detector, calibrating first where the recipe asks."""
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,8 @@ from ..spiking.runtime import SpikingNetwork
 from .evaluate import build_snn, evaluate_snn
 from .inference import image_batches
 
+log = logging.getLogger(__name__)
+
 __all__ = ["calibration_images", "run_recipe"]
 
 
@@ -26,6 +29,8 @@ def calibration_images(data: str | Path, count: int, imgsz: int, class_names: li
     dataset = load_dataset(data, train_split, class_names=class_names)
     step = max(1, len(dataset.records) // count)
     records = dataset.records[::step][:count]
+    if len(records) < count:
+        log.warning("calibration: %d images asked for, the %s split has %d; using those", count, train_split, len(records))
     return torch.cat([images for images, _ in image_batches(records, imgsz, batch_size=16)])
 
 

@@ -93,11 +93,13 @@ def finetune_snn(
     check_count(epochs, name="--epochs")
     check_count(batch, name="--batch")
     check_imgsz(imgsz)
+    for value, name in ((distill, "--distill"), (layer_distill, "--layer-distill")):
+        if not 0 <= value < float("inf"):  # NaN fails too
+            raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
     check_output_dir(out)
     if surrogate not in SURROGATES:
         raise ValueError(f"unknown surrogate '{surrogate}'; choose from {', '.join(SURROGATES)}")
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     snn = prepare_snn(weights, method=method, out=out)
     config, _, _ = load_checkpoint(snn, kind="snn")
     teacher = _teacher(config, teacher, snn) if distill > 0 or layer_distill > 0 else None
@@ -107,6 +109,7 @@ def finetune_snn(
     train = load_dataset(data, train_split, class_names=config.get("class_names"))
     val = load_dataset(data, val_split, class_names=config.get("class_names"))
     check_classes(train, config)
+    out.mkdir(parents=True, exist_ok=True)  # only now: a refused checkpoint or dataset leaves no folder behind
     print(train.summary())
     print(val.summary())
     meta = {
@@ -119,13 +122,16 @@ def finetune_snn(
     start = time.perf_counter()
     family = config.get("family", "yolo")
     if family == "yolo":
+        from ..models.yolo_train import report_ultralytics_skips
         from .yolo_finetune import export_finetuned, finetune_yolo_snn  # pulls in ultralytics' trainer
 
+        data_yaml = export_ultralytics(train, val)
         _, trainer = finetune_yolo_snn(
-            snn, export_ultralytics(train, val), out, timesteps=timesteps, epochs=epochs, imgsz=imgsz, batch=batch,
+            snn, data_yaml, out, timesteps=timesteps, epochs=epochs, imgsz=imgsz, batch=batch,
             device=device, train_thresholds=train_thresholds, train_v0=train_v0, surrogate=surrogate,
             distill=distill, layer_distill=layer_distill, teacher=teacher, extra=extra,
         )
+        report_ultralytics_skips(trainer, data_yaml)
         meta["seconds"] = round(time.perf_counter() - start, 1)
         return export_finetuned(trainer, path, source=snn, meta=meta)
     if family == "ssd":

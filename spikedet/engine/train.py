@@ -6,9 +6,9 @@ from typing import Any
 
 from ..data import default_splits, export_ultralytics, load_dataset
 from ..models.family import family_for_model
-from ..models.yolo_train import export_trained, train_yolo
+from ..models.yolo_train import check_train_settings, export_trained, read_init, train_yolo
 from ..spiking.quant import TRAINING_ACTIVATIONS
-from ..validate import check_count, check_imgsz, check_output_dir
+from ..validate import check_count, check_fraction, check_imgsz, check_output_dir, check_positive
 from .levels import adaptive_levels, al_choices, format_levels, plot_levels
 
 __all__ = ["ACTIVATIONS", "train_detector", "dataset_spec"]
@@ -65,6 +65,9 @@ def train_detector(
     check_imgsz(imgsz)
     check_count(epochs, name="--epochs")
     check_count(batch, name="--batch")
+    check_fraction(noise_p, name="--noise-p")
+    check_positive(width, name="--width", optional=True)
+    check_positive(depth, name="--depth", optional=True)
     check_output_dir(out)
     if select not in ("last", "best"):
         raise ValueError(f"select must be 'last' or 'best', got '{select}'")
@@ -81,6 +84,9 @@ def train_detector(
         )
     if resume:
         raise ValueError("--resume is for SSD training; ultralytics runs restart from --init")
+    check_train_settings(extra)
+    if init:
+        read_init(init)  # a wrong --init fails before the dataset is read and exported
     train_split, val_split = default_splits(data)
     train = load_dataset(data, train_split)
     val = load_dataset(data, val_split, class_names=train.class_names)

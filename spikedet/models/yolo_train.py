@@ -5,6 +5,8 @@ The spikedet settings (activation, levels, clip init, initial weights) travel in
 """
 from __future__ import annotations
 
+import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -17,12 +19,14 @@ from ..spiking.quant import QCFS
 from .ultralytics_checkpoint import load_ultralytics_model
 from .yolo import build_yolo, model_yaml, yolo_config
 
-__all__ = ["match_rounding", "read_init", "train_yolo"]
+__all__ = ["check_train_settings", "match_rounding", "read_init", "report_ultralytics_skips", "train_yolo"]
 
 import_ultralytics()
 from ultralytics.models.yolo.detect import DetectionTrainer  # noqa: E402  (after the offline set-up)
 from ultralytics.nn.tasks import load_checkpoint as load_ultralytics_checkpoint  # noqa: E402
 from ultralytics.utils import DEFAULT_CFG_DICT  # noqa: E402
+
+log = logging.getLogger(__name__)
 
 
 class QCFSDetectionTrainer(DetectionTrainer):
@@ -76,6 +80,13 @@ def match_rounding(model: torch.nn.Module, source_shift: float) -> None:
                 bn.bias += (source_shift - act.shift) * act.threshold / act.levels
 
 
+def check_train_settings(extra: dict[str, Any] | None) -> None:
+    """Every key of ``extra`` must be an ultralytics train argument (a typo would otherwise be ignored)."""
+    unknown = sorted(set(extra or {}) - set(DEFAULT_CFG_DICT))
+    if unknown:
+        raise ValueError(f"unknown ultralytics train settings {unknown} (the keys of ultralytics' default.yaml)")
+
+
 def train_yolo(
     data_yaml: str | Path,
     out_dir: str | Path,
@@ -100,9 +111,7 @@ def train_yolo(
     clamp_grad); ``extra`` passes further ultralytics train arguments (e.g. ``{"lr0": 1e-4}``). With ``init``
     the biases warm up from ``lr0`` rather than ultralytics' 0.1, unless ``extra`` sets ``warmup_bias_lr``.
     """
-    unknown = sorted(set(extra or {}) - set(DEFAULT_CFG_DICT))
-    if unknown:
-        raise ValueError(f"unknown ultralytics train settings {unknown} (the keys of ultralytics' default.yaml)")
+    check_train_settings(extra)
     out_dir = Path(out_dir).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     init_config, _, source = read_init(init) if init else (None, None, None)  # fail early on a wrong file
@@ -133,7 +142,28 @@ def train_yolo(
         overrides["warmup_bias_lr"] = overrides.get("lr0", DEFAULT_CFG_DICT["lr0"])
     trainer = QCFSDetectionTrainer(overrides=overrides)
     trainer.train()
+    report_ultralytics_skips(trainer, data_yaml)
     return out_dir / "train", trainer
+
+
+def report_ultralytics_skips(trainer: Any, data_yaml: str | Path) -> dict[str, int]:
+    """Images of a spikedet export that ultralytics' trainer still skipped (it only prints a line per file in
+    its own log): counted per split, logged as one warning, and returned."""
+    try:
+        exported = json.loads((Path(data_yaml).parent / "export.json").read_text(encoding="utf-8"))["splits"]
+    except (OSError, ValueError, KeyError):
+        return {}  # not a spikedet export: no count to compare with
+    if getattr(getattr(trainer, "args", None), "fraction", 1.0) != 1.0:
+        return {}  # trained on part of the data by request: fewer images is no sign of skipped ones
+    skipped = {}
+    for split, loader in (("train", getattr(trainer, "train_loader", None)), ("val", getattr(trainer, "test_loader", None))):
+        labels = getattr(getattr(loader, "dataset", None), "labels", None)
+        if labels is not None and len(labels) < exported[split]["images"]:  # None: DDP workers held the loaders
+            skipped[split] = exported[split]["images"] - len(labels)
+    if skipped:
+        log.warning("ultralytics skipped images it could not use (its log names them): " + ", ".join(
+            f"{split} {n} of {exported[split]['images']}" for split, n in skipped.items()))
+    return skipped
 
 
 def export_trained(
