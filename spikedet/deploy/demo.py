@@ -13,13 +13,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .. import validate
 from ..engine.inference import letterbox
-from ..models.postprocess import scaled_nms
 from ..models.family import family_of
-from ..validate import check_count, check_fraction, check_output_file
+from ..models.postprocess import scaled_nms
+from ..validate import check_count, check_fraction, check_imgsz, check_output_file
 from .backends import check_backend, make_backend_detector
-from ..validate import check_imgsz
 from .detector import FrameDetector, load_model
 from .overlay import draw_detections, draw_panel, draw_rate_bars
 from .video import SourceError, VideoSource, open_writer
@@ -202,7 +200,7 @@ def _check_settings(
 ) -> None:
     """Every number and the output path of a demo, before the source opens and the model loads."""
     check_count(timesteps, name="--T")
-    validate.check_imgsz(imgsz)  # None keeps the model's size
+    check_imgsz(imgsz)  # None keeps the model's size
     check_count(steps_per_frame, name="--steps-per-frame")
     if window is not None and (isinstance(window, bool) or not isinstance(window, int) or window < 0):
         raise ValueError(f"--window must be an integer >= 0, got {window!r}")
