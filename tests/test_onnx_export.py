@@ -14,7 +14,8 @@ import torch
 from spikedet.data import load_dataset
 from spikedet.deploy import SpikingDetector, load_model
 from spikedet.deploy.bench import graph_latency
-from spikedet.deploy.graph_modules import DEFAULT_OPSET, STATE_IN, STATE_OUT, UnrolledSNN
+from spikedet.deploy.graph_format import DEFAULT_OPSET, STATE_IN, STATE_OUT
+from spikedet.deploy.graph_modules import UnrolledSNN
 from spikedet.deploy.onnx_export import export_detector
 from spikedet.deploy.onnx_writer import graph_metadata, ort_session, run_stateful
 from spikedet.deploy.parity import firing_rates, parity_error

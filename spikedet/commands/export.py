@@ -18,7 +18,7 @@ from spikedet.cli import ToolParser, run_cli
 
 
 def main(argv: list[str] | None = None) -> None:
-    from spikedet.deploy.graph_modules import DEFAULT_OPSET
+    from spikedet.deploy.graph_format import DEFAULT_OPSET
     from spikedet.deploy.parity import MIN_MATCH, TOLERANCE
 
     parser = ToolParser(prog="spikedet export", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

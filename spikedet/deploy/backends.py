@@ -45,7 +45,8 @@ from ..env import cache_dir
 from ..spiking import ReadOut, SpikingNetwork, SpikingNeuron, check_timesteps
 from .aot_backend import AotRunner
 from .detector import FrameDetector, make_detector, window_sum
-from .graph_modules import DEFAULT_OPSET, export_ann, export_stateful, export_unrolled
+from .graph_format import DEFAULT_OPSET
+from .graph_modules import export_ann, export_stateful, export_unrolled
 from .parity import MIN_MATCH, TOLERANCE, firing_rates, parity_error
 from .tracing import ExportError
 from .runner import GraphRunner, cxx_compiler

@@ -23,7 +23,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import functools
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -34,17 +34,13 @@ from ..spiking import (
 )
 from ..models.postprocess import decoded_output
 from .detector import forgetting, forgetting_modules
+from .graph_format import DEFAULT_OPSET, STATE_IN, STATE_OUT, GraphWriter
 
 __all__ = [
-    "DEFAULT_OPSET", "STATE_IN", "STATE_OUT", "GraphWriter", "UnrolledSNN", "SteppedSNN", "AnnGraph",
+    "UnrolledSNN", "SteppedSNN", "AnnGraph",
     "export_unrolled", "export_stateful", "export_ann",
 ]
 
-DEFAULT_OPSET = 17
-# the name prefixes of a stateful graph's state inputs and outputs
-STATE_IN, STATE_OUT = "state_in.", "state_out."
-# (module, example inputs, path, input names, output names, metadata=...) → the written graph's path
-GraphWriter = Callable[..., Path]
 
 
 class _SpikeCounts:

@@ -21,7 +21,8 @@ from ..validate import check_imgsz
 from .detector import resolve_weights
 from ..models.postprocess import decoded_output
 from ..spiking import SpikeMonitor, SpikingNetwork
-from .graph_modules import DEFAULT_OPSET, export_ann, export_stateful, export_unrolled
+from .graph_format import DEFAULT_OPSET
+from .graph_modules import export_ann, export_stateful, export_unrolled
 from .onnx_writer import graph_metadata, ort_session, run_stateful
 from .parity import MIN_MATCH, TOLERANCE, Pairs, firing_rates, parity_report
 

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from ..spiking import StatefulModule
-from .graph_modules import DEFAULT_OPSET, STATE_IN, STATE_OUT
+from .graph_format import DEFAULT_OPSET, STATE_IN, STATE_OUT
 from .tracing import ExportError, functional_graph
 
 __all__ = ["export_graph", "ort_session", "run_stateful", "graph_metadata"]

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from .runner import GraphRunner
-from .graph_modules import STATE_IN, STATE_OUT
+from .graph_format import STATE_IN, STATE_OUT
 from .onnx_writer import export_graph, graph_metadata, ort_session
 from .tracing import ExportError
 

@@ -7,7 +7,7 @@ from typing import Any
 import torch
 
 from ..spiking.surrogate_kernels import cxx_compiler
-from .graph_modules import GraphWriter
+from .graph_format import GraphWriter
 
 __all__ = ["GraphRunner", "cxx_compiler"]
 
