@@ -1,10 +1,25 @@
 """Shared test fixtures: the real datasets beside the repository and a private spikedet cache."""
+import inspect
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 SHARED_DATASETS = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
+
+# A test is slow when it needs a model trained first (these fixtures train one, or build on one that was) or runs
+# a whole tool in a fresh interpreter (~5 s of imports each); `make test-fast` leaves those out.
+TRAINED_FIXTURES = {
+    "tiny_yolo_checkpoint", "tiny_ssd", "tiny_ann", "converted", "finetuned", "silu_checkpoint", "exported",
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        function = getattr(item, "function", None)
+        trains = TRAINED_FIXTURES & set(getattr(item, "fixturenames", ()))
+        if trains or (function is not None and "subprocess.run(" in inspect.getsource(function)):
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(scope="session")
