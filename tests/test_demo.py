@@ -238,10 +238,11 @@ SETTINGS = {
 }
 
 
-# inductor compiles for tens of seconds per graph: the per-frame graph and the most general stream suffice
+# inductor compiles for a minute or more per graph here: the per-frame graph (the stream graph's export is
+# covered on onnxruntime, and the SSD compiles its per-frame graph too)
 @pytest.mark.parametrize("backend, settings", [
     *(pytest.param("onnxruntime", s, id=f"onnxruntime-{k}") for k, s in SETTINGS.items()),
-    *(pytest.param("inductor", SETTINGS[k], id=f"inductor-{k}", marks=pytest.mark.slow) for k in ("T2", "stream-2-steps")),
+    pytest.param("inductor", SETTINGS["T2"], id="inductor-T2", marks=pytest.mark.slow),
 ])
 def test_compiled_matches_torch(tiny_yolo_checkpoint, video: Path, settings: dict, backend: str) -> None:
     """Frame by frame on the video, the compiled detector gives PyTorch's outputs, firing rates and
