@@ -4,7 +4,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import torch
 
 SHARED_DATASETS = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
 
@@ -40,10 +39,6 @@ def spikedet_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         # training runs the eager neuron loops: compiling the fused ones costs more than tiny runs gain, and
         # test_fused_kernels_equal_the_eager_ones checks the two give the same
         mp.setenv("SPIKEDET_FUSED", "0")
-        # the tests' models are tiny: one thread beats two (the full suite ran in 15 minutes against 18), and
-        # the tools the tests start inherit it
-        mp.setenv("OMP_NUM_THREADS", "1")
-        torch.set_num_threads(1)
         yield path
 
 
