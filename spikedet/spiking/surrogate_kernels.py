@@ -134,8 +134,12 @@ _COMPILED: dict[Callable, Callable] = {}
 def fused(kernel: Callable) -> Callable:
     """``kernel`` compiled (once per process; shapes symbolic, so every layer shares one compilation), or
     ``kernel`` itself when fusing is off (``SPIKEDET_FUSED=0``) or no C++ compiler is found."""
-    if os.environ.get("SPIKEDET_FUSED", "1") == "0" or cxx_compiler() is None:
+    if os.environ.get("SPIKEDET_FUSED", "1") == "0":
         return kernel
-    if kernel not in _COMPILED:
-        _COMPILED[kernel] = torch.compile(kernel, dynamic=True, fullgraph=True)
-    return _COMPILED[kernel]
+    compiled = _COMPILED.get(kernel)
+    if compiled is None:
+        # looked up once per kernel, not on every neuron call of every training step
+        if cxx_compiler() is None:
+            return kernel
+        compiled = _COMPILED[kernel] = torch.compile(kernel, dynamic=True, fullgraph=True)
+    return compiled
