@@ -90,7 +90,9 @@ def source_ann(config: dict, snn_path: str | Path) -> Path | None:
     stored = config.get("ann_weights")
     if not stored:
         return None
-    for candidate in (Path(stored), Path(snn_path).parent / Path(stored).name):
+    # the copy beside the spiking checkpoint first: shipped weights move together, and the stored absolute path
+    # may name another checkout's file
+    for candidate in (Path(snn_path).parent / Path(stored).name, Path(stored)):
         if candidate.is_file():
             return candidate
     return None
