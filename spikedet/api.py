@@ -211,13 +211,11 @@ def _recipe_settings(recipe: Recipe, settings: dict[str, Any]) -> dict[str, str]
 def _calibrate(network: SpikingNetwork, ann: nn.Module, recipe: Recipe, data: str | Path, T: int,
                calib_images: int | None, config: dict[str, Any], imgsz: int) -> None:
     from .engine.recipe_run import calibration_images
-    from .spiking.calibrate import CALIBRATIONS, calibrate_layerwise
+    from .spiking.calibrate import calibrate_with_recipe, calibration_settings
 
-    settings = {**CALIBRATIONS[recipe.calibration["kind"]], **recipe.calibration}
-    images = calibration_images(data, calib_images or int(settings.get("images", 32)), imgsz, config["class_names"])
-    calibrate_layerwise(network, ann, images, T, holdout=float(settings.get("holdout", 0.25)),
-                        weight_steps=int(settings["weight_steps"]), lr=float(settings["lr"]),
-                        shift=bool(settings["shift"]), weight_fit=str(settings["weight_fit"]))
+    count = calib_images or int(calibration_settings(recipe.calibration).get("images", 32))
+    images = calibration_images(data, count, imgsz, config["class_names"])
+    calibrate_with_recipe(network, ann, images, T, calibration=recipe.calibration)
 
 
 def train(

@@ -151,6 +151,28 @@ def test_weight_calibration_reduces_the_layer_mismatch_on_held_back_images(recip
         assert torch.equal(network.net.stem.conv.weight, conv_before)
 
 
+def test_dual_phase_weight_fit_stops_early_when_held_back_error_stops_falling(monkeypatch) -> None:
+    """Layer-local BPTT checks the held-back images every ``check_every`` steps and stops after ``patience``
+    checks without improvement: a diverging learning rate stops each layer long before ``weight_steps``."""
+    net = small_detector(levels=3, seed=2)
+    calib = torch.rand(16, 3, 16, 16, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    steps = []
+    adam_step = torch.optim.Adam.step
+    monkeypatch.setattr(torch.optim.Adam, "step", lambda self, *a, **k: (steps.append(1), adam_step(self, *a, **k))[1])
+
+    def run(patience: int) -> int:
+        steps.clear()
+        network = get_recipe("dual_phase").build(net, READOUTS)
+        report = calibrate_layerwise(network, net, calib, timesteps=3, weight_steps=40, lr=10.0, check_every=2,
+                                     patience=patience)
+        assert all(layer["after"] <= layer["before"] for layer in report.layers.values())
+        return len(steps)
+
+    layers = 5
+    assert run(patience=1) <= layers * 4  # no better at the first or second check: stopped by step 4 of 40
+    assert run(patience=100) == layers * 40
+
+
 def test_unknown_weight_fit_is_refused() -> None:
     net = small_detector()
     network = SpikingNetwork(convert(net, READOUTS))
@@ -163,7 +185,7 @@ def test_override_recipe_changes_only_existing_knobs() -> None:
 
     recipe = override_recipe(get_recipe("dual_phase"), {"calibration.weight_steps": "20", "calibration.lr": "1e-3"})
     assert recipe.calibration["weight_steps"] == 20 and recipe.calibration["lr"] == 1e-3
-    assert get_recipe("dual_phase").calibration["weight_steps"] == 0  # the YAML default is untouched
+    assert get_recipe("dual_phase").calibration["weight_steps"] == 20  # the YAML default is untouched
     assert override_recipe(get_recipe("cos"), {"schedule.rho": "2"}).schedule.rho == 2
     assert override_recipe(get_recipe("pascal"), {"neuron_args.tol": "1e-6"}).neuron_args["tol"] == 1e-6
     with pytest.raises(ValueError, match="has no 'weight_step'"):

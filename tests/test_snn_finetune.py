@@ -196,6 +196,13 @@ def test_surrogate_backward_matches_unrolled_autograd(detach_reset: bool, consta
         assert a.abs().sum() > 0, name
 
 
+def test_tanh_surrogate_is_dual_phase_derivative() -> None:
+    """``tanh`` is the derivative of Dual-Phase's ``0.5·tanh(α u) + 0.5`` at α = 2.5, in the membrane's units."""
+    u = torch.linspace(-2, 2, 41, dtype=torch.float64, requires_grad=True)
+    (expected,) = torch.autograd.grad((0.5 * torch.tanh(2.5 * u) + 0.5).sum(), u)
+    assert torch.allclose(SURROGATES["tanh"](u.detach(), torch.tensor(3.0, dtype=torch.float64)), expected, atol=1e-14)
+
+
 @pytest.fixture(scope="module")
 def shipped_snn() -> torch.nn.Module:
     """The shipped synthetic YOLOv8n-QCFS converted with qcfs (a real network: 57 neuron layers, SPPF pools)."""

@@ -22,7 +22,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--imgsz", type=int, default=None, help="default: the model's training size")
     parser.add_argument("--batch", type=int, default=8, help="images per optimizer step (default 8)")
     parser.add_argument("--device", default="cpu", help="cpu, 0, or 0,1 (YOLO: multi-GPU through ultralytics DDP)")
-    parser.add_argument("--surrogate", default="triangle", help="surrogate derivative of the spike: triangle or sigmoid")
+    parser.add_argument("--surrogate", default="triangle", help="surrogate derivative of the spike: triangle, sigmoid or tanh (Dual-Phase's)")
     parser.add_argument("--fixed-thresholds", action="store_true", help="keep the thresholds θ = λ (train weights only)")
     parser.add_argument("--distill", type=float, default=0.0, help="weight of the distillation term towards the ANN's read-outs")
     parser.add_argument("--layer-distill", type=float, default=0.0, help="weight of the layer-wise distillation term (each neuron layer's rate towards the ANN activation)")

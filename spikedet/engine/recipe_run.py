@@ -12,7 +12,7 @@ from ..data import default_splits, load_dataset
 from ..data.records import DetectionDataset
 from ..recipes import Recipe
 from ..spiking.accounting import SpikeMonitor
-from ..spiking.calibrate import CALIBRATIONS, calibrate_layerwise
+from ..spiking.calibrate import calibrate_with_recipe, calibration_settings
 from ..spiking.latency import is_layer_sequential, pipeline_steps
 from ..spiking.runtime import SpikingNetwork
 from .evaluate import build_snn, evaluate_snn
@@ -80,17 +80,12 @@ def _calibrate_and_evaluate(
     calib_images: int | None,
 ) -> tuple[dict[int, dict], dict[int, Any], SpikingNetwork, SpikeMonitor, dict[str, Any]]:
     """A calibrating recipe: calibrate a fresh network for each T on training images, then evaluate it."""
-    settings = {**CALIBRATIONS[recipe.calibration["kind"]], **recipe.calibration}
-    count = calib_images or int(settings.get("images", 32))
+    count = calib_images or int(calibration_settings(recipe.calibration).get("images", 32))
     images = calibration_images(data, count, imgsz, class_names)
     metrics, dets, summary = {}, {}, {"images": len(images), "per_T": {}}
     for t in sorted(timesteps):
         network = build_snn(ann, recipe)
-        report = calibrate_layerwise(
-            network, ann, images, t, holdout=float(settings.get("holdout", 0.25)),
-            weight_steps=int(settings["weight_steps"]), lr=float(settings["lr"]), shift=bool(settings["shift"]),
-            weight_fit=str(settings["weight_fit"]),
-        )
+        report = calibrate_with_recipe(network, ann, images, t, calibration=recipe.calibration)
         print(f"T={t}: {report.summary()}")
         m, d, monitor = evaluate_snn(network, dataset, [t], imgsz, batch)
         m[t]["calibration_seconds"] = report.seconds

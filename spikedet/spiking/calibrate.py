@@ -39,13 +39,14 @@ from tqdm import tqdm
 from .neuron import SpikingNeuron
 from .quant import QCFS
 from .runtime import SpikingNetwork
+from .surrogate import if_steps_surrogate
 
-__all__ = ["CALIBRATIONS", "CalibrationReport", "WEIGHT_FITS", "calibrate_layerwise"]
+__all__ = ["CALIBRATIONS", "CalibrationReport", "WEIGHT_FITS", "calibrate_layerwise", "calibrate_with_recipe", "calibration_settings"]
 
 WEIGHT_FITS = ("surrogate", "ann_proxy")
 # A recipe's ``calibration.kind`` → its defaults (the recipe yaml may override each).
 CALIBRATIONS: dict[str, dict[str, object]] = {
-    "dual_phase": {"shift": True, "weight_fit": "surrogate", "lr": 1e-4, "weight_steps": 0},
+    "dual_phase": {"shift": True, "weight_fit": "surrogate", "lr": 1e-4, "weight_steps": 0, "check_every": 5, "patience": 2},
     "fast_snn": {"shift": False, "weight_fit": "ann_proxy", "lr": 1e-3, "weight_steps": 20},
 }
 
@@ -64,33 +65,6 @@ class CalibrationReport:
             f"calibrated {len(self.layers)} layers on {self.images} images in {self.seconds:.1f} s; "
             f"held-back error reduced in {improved}"
         )
-
-
-class _SpikeFn(torch.autograd.Function):
-    """Heaviside forward; derivative of ``0.5·tanh(α m) + 0.5`` backward (Dual-Phase's surrogate)."""
-
-    @staticmethod
-    def forward(ctx, m: torch.Tensor, alpha: float) -> torch.Tensor:
-        ctx.save_for_backward(m)
-        ctx.alpha = alpha
-        return (m >= 0).to(m.dtype)
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
-        (m,) = ctx.saved_tensors
-        return grad * 0.5 * ctx.alpha * (1 - torch.tanh(ctx.alpha * m) ** 2), None
-
-
-def _if_rate_differentiable(current: torch.Tensor, theta: torch.Tensor, v0: torch.Tensor, alpha: float = 2.5) -> torch.Tensor:
-    """Mean output of an IF neuron over ``current`` ``[T, B, ...]`` with a surrogate gradient."""
-    v = (v0 * theta).expand_as(current[0])
-    total = torch.zeros_like(current[0])
-    for t in range(current.shape[0]):
-        m = v + current[t]
-        spike = _SpikeFn.apply(m - theta, alpha) * theta
-        v = m - spike
-        total = total + spike
-    return total / current.shape[0]
 
 
 def _synaptic_layer(net: nn.Module, neuron_name: str) -> nn.Conv2d | None:
@@ -145,12 +119,15 @@ def calibrate_layerwise(
     lr: float = 1e-4,
     shift: bool = True,
     weight_fit: str = "surrogate",
+    check_every: int = 5,
+    patience: int = 2,
 ) -> CalibrationReport:
     """Calibrate ``network`` (converted from ``ann``) in place on ``images`` ``[N, 3, H, W]`` at ``timesteps``.
 
     ``holdout`` of the images judge which state each layer keeps; ``weight_steps > 0`` enables the weight fit,
-    ``weight_fit`` chooses it (``"surrogate"``: Dual-Phase's BPTT with Adam; ``"ann_proxy"``: Fast-SNN's proxy
-    with SGD); ``shift`` enables Dual-Phase's potential shifts.
+    ``weight_fit`` chooses it (``"surrogate"``: Dual-Phase's BPTT with Adam, stopped early when the held-back error
+    has not improved for ``patience`` checks ``check_every`` steps apart; ``"ann_proxy"``: Fast-SNN's proxy with
+    SGD); ``shift`` enables Dual-Phase's potential shifts.
     """
     if weight_fit not in WEIGHT_FITS:
         raise ValueError(f"unknown weight_fit '{weight_fit}'; choose from {', '.join(WEIGHT_FITS)}")
@@ -186,21 +163,53 @@ def calibrate_layerwise(
         delta = ctx.steps * (target[fit] - rate[fit]).mean(dim=(0, 2, 3)) / neuron.threshold
         neuron.v0 = (neuron.v0 + delta.view(-1, 1, 1)).detach()
 
+    def layer_current(conv: nn.Conv2d, conv_in: torch.Tensor, part: slice) -> tuple[torch.Tensor, bool]:
+        """The conv's output for the ``part`` images: ``[T, b, ...]``, or a constant ``[b, ...]`` (analog input)."""
+        if conv_in.shape[0] == ctx.batch:
+            return conv(conv_in[part]), True
+        seq = conv_in.view(ctx.steps, ctx.batch, *conv_in.shape[1:])[:, part]
+        out = conv(seq.flatten(0, 1))
+        return out.view(ctx.steps, -1, *out.shape[1:]), False
+
+    def surrogate_rate(neuron: SpikingNeuron, current: torch.Tensor, constant: bool) -> torch.Tensor:
+        """The neuron's mean output over T, differentiable through Dual-Phase's tanh surrogate (reset kept)."""
+        theta = neuron.threshold.detach()
+        out, _ = if_steps_surrogate(current, neuron.v0 * theta, theta, ctx.steps, constant=constant,
+                                    fire_ge=neuron.fire_ge, surrogate="tanh", detach_reset=False)
+        return out.mean(0)
+
     def fit_weights(neuron: SpikingNeuron, conv: nn.Conv2d, conv_in: torch.Tensor, target: torch.Tensor) -> None:
-        seq_in = conv_in.view(ctx.steps, ctx.batch, *conv_in.shape[1:])[:, fit] if conv_in.shape[0] != ctx.batch else None
+        """Layer-local BPTT (Adam, cosine schedule) with early stopping on the held-back images: the conv keeps
+        the state with the lowest held-back error, checked every ``check_every`` steps."""
         params = [conv.weight] + ([conv.bias] if conv.bias is not None else [])
         opt = torch.optim.Adam(params, lr=lr)
-        with torch.enable_grad():
-            for _ in range(weight_steps):
-                opt.zero_grad()
-                if seq_in is None:  # analog first layer: constant current
-                    current = conv(conv_in[fit]).unsqueeze(0).expand(ctx.steps, -1, -1, -1, -1)
-                else:
-                    current = conv(seq_in.flatten(0, 1)).view(ctx.steps, -1, *target.shape[1:])
-                rate = _if_rate_differentiable(current, neuron.threshold, neuron.v0)
-                loss = (rate - target[fit]).pow(2).mean()
+        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=weight_steps)
+
+        def held_back_error() -> float:
+            with torch.no_grad():
+                current, constant = layer_current(conv, conv_in, hold)
+                return float((surrogate_rate(neuron, current, constant) - target[hold]).pow(2).mean())
+
+        best, best_state, stale = held_back_error(), None, 0
+        for step in range(1, weight_steps + 1):
+            opt.zero_grad()
+            with torch.enable_grad():
+                current, constant = layer_current(conv, conv_in, fit)
+                loss = (surrogate_rate(neuron, current, constant) - target[fit]).pow(2).mean()
                 loss.backward()
-                opt.step()
+            opt.step()
+            schedule.step()
+            if step % check_every and step < weight_steps:
+                continue
+            error = held_back_error()
+            if error < best:
+                best, best_state, stale = error, {k: v.clone() for k, v in conv.state_dict().items()}, 0
+            else:
+                stale += 1
+                if stale >= patience:
+                    break
+        if best_state is not None:
+            conv.load_state_dict(best_state)
 
     def fit_weights_proxy(neuron: SpikingNeuron, conv: nn.Conv2d, conv_in: torch.Tensor, target: torch.Tensor) -> None:
         act = ann_acts[names[neuron]]
@@ -289,3 +298,21 @@ def calibrate_layerwise(
             h.remove()
     report.seconds = time.perf_counter() - start
     return report
+
+
+def calibration_settings(calibration: dict) -> dict:
+    """A recipe's ``calibration`` section over the defaults of its kind."""
+    return {**CALIBRATIONS[calibration["kind"]], **calibration}
+
+
+def calibrate_with_recipe(
+    network: SpikingNetwork, ann: nn.Module, images: torch.Tensor, timesteps: int, *, calibration: dict
+) -> CalibrationReport:
+    """:func:`calibrate_layerwise` with a recipe's ``calibration`` section (``images`` chose the images already)."""
+    settings = calibration_settings(calibration)
+    return calibrate_layerwise(
+        network, ann, images, timesteps, holdout=float(settings.get("holdout", 0.25)),
+        weight_steps=int(settings["weight_steps"]), lr=float(settings["lr"]), shift=bool(settings["shift"]),
+        weight_fit=str(settings["weight_fit"]), check_every=int(settings.get("check_every", 5)),
+        patience=int(settings.get("patience", 2)),
+    )

@@ -31,7 +31,15 @@ def _sigmoid(u: torch.Tensor, threshold: torch.Tensor) -> torch.Tensor:
     return 4 * sig * (1 - sig) / threshold
 
 
-SURROGATES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {"triangle": _triangle, "sigmoid": _sigmoid}
+def _tanh(u: torch.Tensor, threshold: torch.Tensor) -> torch.Tensor:
+    """Derivative of ``0.5·tanh(α u) + 0.5`` with α = 2.5 in the membrane's own units: Dual-Phase's surrogate at its
+    initial temperature (the paper learns α; its layer-local calibration here keeps it fixed)."""
+    return 1.25 * (1 - torch.tanh(2.5 * u) ** 2)
+
+
+SURROGATES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
+    "triangle": _triangle, "sigmoid": _sigmoid, "tanh": _tanh,
+}
 
 
 def _spike(m: torch.Tensor, threshold: torch.Tensor, fire_ge: bool) -> torch.Tensor:
