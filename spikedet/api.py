@@ -23,11 +23,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import save_checkpoint
 from .data.image_check import check_image
 from .data.records import DatasetError, ImageRecord
-from .engine.evaluate import build_snn, eval_dataset, evaluate_ann, evaluate_snn, load_ann, load_snn
+from .engine.evaluate import eval_dataset, evaluate_ann, evaluate_snn
 from .engine.inference import letterbox, to_tensor
+from .engine.loading import LoadedAnn, load_model
+from .engine.recipe_run import build_snn
 from .eval.plots import plot_map_vs_timesteps
 from .models.family import family_of
 from .recipes import Recipe, available_recipes, get_recipe, override_recipe
@@ -170,17 +172,16 @@ class Detector:
         max_images: int | None = None, batch: int = 8, imgsz: int | None = None,
     ) -> ValResults:
         """pycocotools mAP on ``data``'s evaluation split (default: the data the model was trained on); a
-        spiking detector at every ``T`` from one simulation where its recipe allows, beside its ANN if known."""
+        spiking detector at every ``T`` from one simulation where its neurons allow, beside its ANN if known."""
         dataset, spec = eval_dataset(self.config, data, split, max_images)
         size = imgsz or self.imgsz
         if self.kind == "ann":
             metrics, _ = evaluate_ann(self.model, dataset, size, batch)
             return ValResults(dataset=f"{spec}:{dataset.split}", method="ann", ann=_metrics(metrics))
         timesteps = sorted(set(check_timesteps([T] if isinstance(T, int) else list(T))))
-        recipe = Recipe.from_dict(self.config["recipe"])
-        snn, _, _ = evaluate_snn(self.model, dataset, timesteps, size, batch, anytime=recipe.anytime)
+        snn, _, _ = evaluate_snn(self.model, dataset, timesteps, size, batch)
         ann = _metrics(evaluate_ann(self._ann, dataset, size, batch)[0]) if self._ann is not None else None
-        return ValResults(dataset=f"{spec}:{dataset.split}", method=recipe.name, ann=ann,
+        return ValResults(dataset=f"{spec}:{dataset.split}", method=self.config["recipe"]["name"], ann=ann,
                           steps={t: _metrics(m) for t, m in snn.items()})
 
     def save(self, path: str | Path) -> Path:
@@ -235,12 +236,9 @@ def train(
 def load(path: str | Path) -> Detector:
     """A spikedet checkpoint, ANN or spiking, of any detector family. A spiking checkpoint that names the ANN it
     came from (and finds it) reports that ANN in ``val``."""
-    from .engine.evaluate import source_ann
-
-    _, _, kind = load_checkpoint(path)
-    if kind == "ann":
-        model, config = load_ann(path)
-        return Detector(model, config, kind="ann")
-    network, config = load_snn(path)
-    ann_path = source_ann(config, path)
-    return Detector(network, config, kind="snn", ann=load_ann(ann_path)[0] if ann_path else None)
+    loaded = load_model(path)
+    if isinstance(loaded, LoadedAnn):
+        return Detector(loaded.model, loaded.config, kind="ann")
+    ann_path = loaded.ann_path
+    ann = load_model(ann_path, expect="ann").model if ann_path else None
+    return Detector(loaded.network, loaded.config, kind="snn", ann=ann)

@@ -15,13 +15,19 @@ from torch import nn
 
 from .validate import check_imgsz
 
-__all__ = ["FORMAT", "CheckpointError", "PickledCheckpointError", "save_checkpoint", "load_checkpoint"]
+__all__ = [
+    "FORMAT", "CheckpointError", "CheckpointKindError", "PickledCheckpointError", "save_checkpoint", "load_checkpoint",
+]
 
 FORMAT = "spikedet/1"
 
 
 class CheckpointError(ValueError):
     """A file is missing, not a spikedet checkpoint, or of the wrong kind."""
+
+
+class CheckpointKindError(CheckpointError):
+    """A spikedet checkpoint of the other kind (an SNN where an ANN is required, or the reverse)."""
 
 
 class PickledCheckpointError(CheckpointError):
@@ -60,7 +66,7 @@ def load_checkpoint(path: str | Path, kind: str | None = None) -> tuple[dict[str
         raise CheckpointError(f"{path} is not a spikedet checkpoint (format tag '{FORMAT}' missing)")
     config, state = _checked_entries(path, blob)
     if kind is not None and blob["kind"] != kind:
-        raise CheckpointError(f"{path} holds a {blob['kind'].upper()} model, but a {kind.upper()} model is required here")
+        raise CheckpointKindError(f"{path} holds a {blob['kind'].upper()} model, but a {kind.upper()} model is required here")
     return config, state, blob["kind"]
 
 

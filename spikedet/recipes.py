@@ -1,7 +1,8 @@
 """Conversion recipes, read from ``configs/convert/<name>.yaml`` (methods.md §8, recipe table).
 
-A recipe composes the core's parts: a neuron (with its arguments), a temporal schedule, an optional
-data-driven calibration, and whether one simulation may serve every T ("anytime" read-outs).
+A recipe composes the core's parts: a neuron (with its arguments), a temporal schedule and an optional
+data-driven calibration. Whether one simulation may serve every T is the network's to say
+(:meth:`~spikedet.spiking.runtime.SpikingNetwork.restarting_neurons`), not the recipe's.
 """
 from __future__ import annotations
 
@@ -28,8 +29,7 @@ CONFIG_DIR = shipped("configs/convert")
 class Recipe:
     """How a quantized ANN becomes a spiking network.
 
-    ``calibration`` (Dual-Phase, Fast-SNN fine-tuning) holds the calibrator's settings; ``anytime=False`` means each T needs its own
-    simulation (a layer-sequential neuron, or a pre-run whose length depends on T).
+    ``calibration`` (Dual-Phase, Fast-SNN fine-tuning) holds the calibrator's settings.
     """
 
     name: str
@@ -37,7 +37,6 @@ class Recipe:
     schedule: Schedule = OnlineSchedule()
     neuron_args: dict[str, Any] = field(default_factory=dict)
     calibration: dict[str, Any] | None = None
-    anytime: bool = True
 
     def build(self, ann: nn.Module, readouts: list[str], analog: list[str] = ()) -> SpikingNetwork:
         args = {**self.neuron_args, **self.schedule.neuron_args()}
@@ -48,17 +47,18 @@ class Recipe:
         return {
             "name": self.name, "neuron": self.neuron, "neuron_args": dict(self.neuron_args),
             "schedule": {"kind": _schedule_name(self.schedule), **vars(self.schedule)},
-            "calibration": self.calibration, "anytime": self.anytime,
+            "calibration": self.calibration,
         }
 
 
     @classmethod
     def from_dict(cls, spec: dict[str, Any]) -> "Recipe":
-        """Inverse of :meth:`to_dict` (a spiking checkpoint stores its recipe this way)."""
+        """Inverse of :meth:`to_dict` (a spiking checkpoint stores its recipe this way). Older checkpoints also
+        store ``anytime``, which the network now answers itself (its neurons know whether they are online):
+        the key is ignored."""
         return cls(
             name=spec["name"], neuron=spec["neuron"], schedule=_schedule(spec["schedule"]),
             neuron_args=dict(spec.get("neuron_args") or {}), calibration=spec.get("calibration"),
-            anytime=spec.get("anytime", True),
         )
 
 
@@ -107,7 +107,7 @@ def get_recipe(name: str | Path) -> Recipe:
         raise ValueError(f"{path}: {error}") from None
     return Recipe(
         name=name, neuron=neuron, schedule=schedule,
-        neuron_args=dict(spec.get("neuron_args") or {}), calibration=calibration, anytime=bool(spec.get("anytime", True)),
+        neuron_args=dict(spec.get("neuron_args") or {}), calibration=calibration,
     )
 
 

@@ -9,7 +9,7 @@ from scipy import stats
 from torch import nn
 
 from spikedet.checkpoint import load_checkpoint
-from spikedet.engine.evaluate import load_ann
+from spikedet.engine.loading import load_model
 from spikedet.engine.levels import adaptive_levels, parse_levels
 from spikedet.engine.train import train_detector
 from spikedet.spiking import QCFS
@@ -120,7 +120,7 @@ def test_train_with_adaptive_levels(tiny_yolo_checkpoint: tuple[Path, Path], tmp
     resumes with them and the checkpoint records them per layer."""
     init, data = tiny_yolo_checkpoint
     chosen, layers = adaptive_levels(init, data, choices=(1, 2), images=8, imgsz=64)
-    model, _ = load_ann(init)
+    model = load_model(init, expect="ann").model
     assert len(chosen) == len(layers) == sum(isinstance(m, QCFS) for m in model.modules())
     assert set(chosen) == {1, 2}
     path = train_detector(
@@ -131,7 +131,7 @@ def test_train_with_adaptive_levels(tiny_yolo_checkpoint: tuple[Path, Path], tmp
     config = load_checkpoint(path)[0]
     assert config["quant"]["levels"] == chosen  # same init, same training images → same choice
     assert (tmp_path / "al" / "adaptive_levels.png").stat().st_size > 0
-    trained, _ = load_ann(path)
+    trained = load_model(path, expect="ann").model
     assert [m.levels for m in trained.modules() if isinstance(m, QCFS)] == chosen
 
 

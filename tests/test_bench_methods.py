@@ -8,12 +8,13 @@ import pytest
 from spikedet.checkpoint import save_checkpoint
 from spikedet.cli import parse_assignments, parse_settings
 from spikedet.engine.benchmark import benchmark_methods, format_methods, plot_methods_png
-from spikedet.engine.evaluate import load_ann
+from spikedet.engine.loading import load_model
 
 
 def test_each_recipe_on_its_own_ann(tiny_yolo_checkpoint: tuple[Path, Path], tmp_path: Path) -> None:
     weights, data = tiny_yolo_checkpoint
-    model, config = load_ann(weights)
+    loaded = load_model(weights, expect="ann")
+    model, config = loaded.model, loaded.config
     model.model[0].conv.weight.data.mul_(0.5)  # a different ANN for pascal
     other = save_checkpoint(tmp_path / "other.pt", model, "ann", config)
     rows = benchmark_methods(

@@ -13,11 +13,12 @@ from torch._inductor import config as inductor_config
 
 from spikedet.data import load_dataset
 from spikedet.deploy import (
-    SourceError, SpikingDetector, StreamingDetector, VideoSource, load_model, make_detector, make_video, process_video,
-    run_demo,
+    SourceError, SpikingDetector, StreamingDetector, VideoSource, make_detector, make_video, process_video, run_demo,
+    spiking_network,
 )
 from spikedet.deploy.demo import frame_input
 from spikedet.deploy.parity import MIN_MATCH, TOLERANCE, parity_error
+from spikedet.engine.loading import load_model
 from spikedet.deploy.tracing import ExportError
 from spikedet.deploy.backends import (
     GraphStreamingDetector, cached_graph, check_detector, cxx_compiler, make_backend_detector, make_graph_detector,
@@ -90,7 +91,7 @@ def test_stream_state_runs_and_starts_from_reset(tiny_yolo_checkpoint, video: Pa
                        backend="torch")
     assert summary.frames == len(_frames(video)) and summary.mode.startswith("SNN stream 1 step/frame")
 
-    network, _ = load_model(weights)
+    network = spiking_network(load_model(weights))
     x = to_tensor([letterbox(_frames(video)[0], 64)])
     stream = StreamingDetector(network, steps=1, window=4)
     first = stream(x)
@@ -101,10 +102,10 @@ def test_stream_state_runs_and_starts_from_reset(tiny_yolo_checkpoint, video: Pa
 
 def _firing_network(weights: Path):
     """The tiny model with its clip levels shrunk 20x so that it fires (a 1-epoch model barely does)."""
-    from spikedet.engine.evaluate import build_snn, load_ann
+    from spikedet.engine.recipe_run import build_snn
     from spikedet.recipes import get_recipe
 
-    ann, _ = load_ann(weights)
+    ann = load_model(weights, expect="ann").model
     for q in ann.modules():
         if isinstance(q, QCFS):
             q.clip.data *= 0.05
@@ -157,13 +158,13 @@ def test_stream_forgets_between_frames(tiny_yolo_checkpoint) -> None:
 
 
 def test_stream_window_must_fit_the_steps(tiny_yolo_checkpoint) -> None:
-    network, _ = load_model(tiny_yolo_checkpoint[0])
+    network = spiking_network(load_model(tiny_yolo_checkpoint[0]))
     with pytest.raises(ValueError, match="multiple of the steps per frame"):
         make_detector(network, 4, stream_state=True, steps_per_frame=3)
 
 
 def test_stream_accuracy_rows(tiny_yolo_checkpoint, val) -> None:
-    network, _ = load_model(tiny_yolo_checkpoint[0])
+    network = spiking_network(load_model(tiny_yolo_checkpoint[0]))
     result = stream_accuracy(network, val, 64, timesteps=2, hold=HOLD)
     assert result["frames"] == len(val.records) * HOLD
     modes = [(r["mode"], r["steps_per_frame"], r["window"], r["leak"], r["pool_decay"]) for r in result["rows"]]
@@ -181,7 +182,8 @@ def test_live_source_that_stops_ends_the_run(tiny_yolo_checkpoint, video: Path, 
     source = VideoSource(str(copy), reconnects=2, reconnect_delay=0.0)
     source.kind, source.live = "stream", True  # the file plays a live stream; once it is gone, reconnecting fails
     copy.unlink()
-    network, config = load_model(tiny_yolo_checkpoint[0])
+    loaded = load_model(tiny_yolo_checkpoint[0])
+    network, config = spiking_network(loaded), loaded.config
     summary = process_video("live", make_detector(network, 1), imgsz=64, names=config["class_names"], progress=False, video=source)
     assert summary.frames == len(_frames(video))
     assert "stopped delivering frames (2 reconnect attempts failed)" in summary.error
@@ -218,7 +220,7 @@ def test_compiled_demo_headless(tiny_yolo_checkpoint, video: Path, spikedet_cach
 
 
 def test_graph_cache_exports_once(tiny_yolo_checkpoint) -> None:
-    network, _ = load_model(tiny_yolo_checkpoint[0])
+    network = spiking_network(load_model(tiny_yolo_checkpoint[0]))
     calls = []
     first = cached_graph(network, "probe", {"T": 1}, lambda p: (calls.append(p), p.write_bytes(b"graph")))
     again = cached_graph(network, "probe", {"T": 1}, lambda p: calls.append(p))
@@ -285,7 +287,7 @@ def test_parity_check_rejects_a_wrong_graph(tiny_yolo_checkpoint, video: Path) -
 
 def test_auto_backend_falls_back_without_a_compiler(tiny_yolo_checkpoint, monkeypatch: pytest.MonkeyPatch) -> None:
     """Without a C++ compiler ``auto`` is onnxruntime; ``inductor`` asked for by name fails with one line."""
-    network, _ = load_model(tiny_yolo_checkpoint[0])
+    network = spiking_network(load_model(tiny_yolo_checkpoint[0]))
     monkeypatch.setattr(inductor_config.cpp, "cxx", (None, "/nonexistent/c++"))
     assert cxx_compiler() is None and resolve_backend("auto") == "onnxruntime"
     with pytest.raises(ExportError, match="^the inductor backend needs a C\\+\\+ compiler"):
@@ -298,7 +300,7 @@ def test_auto_backend_falls_back_when_the_compile_fails(tiny_yolo_checkpoint, mo
     """A compiler that fails: ``auto`` says so in one line and runs on onnxruntime."""
     import torch._inductor
 
-    network, _ = load_model(tiny_yolo_checkpoint[0])
+    network = spiking_network(load_model(tiny_yolo_checkpoint[0]))
 
     def failing_compiler(*args, **kwargs):  # what a broken C++ toolchain raises, without a minute of lowering first
         raise RuntimeError("C++ compile error\n  g++: fatal error: no input files")
@@ -317,7 +319,7 @@ def test_auto_backend_ends_on_torch_when_no_graph_reproduces_it(tiny_yolo_checkp
     a compiled backend asked for by name fails with one line that names the way out."""
     from spikedet.deploy import backends
 
-    network, _ = load_model(tiny_yolo_checkpoint[0])
+    network = spiking_network(load_model(tiny_yolo_checkpoint[0]))
     tried = []
 
     def unfaithful(*args, backend: str, **kwargs):
@@ -337,7 +339,7 @@ def test_auto_backend_ends_on_torch_when_no_graph_reproduces_it(tiny_yolo_checkp
 def test_a_graph_that_failed_its_check_is_not_compiled_again(tiny_yolo_checkpoint, monkeypatch) -> None:
     from spikedet.deploy import backends
 
-    network, _ = load_model(tiny_yolo_checkpoint[0])
+    network = spiking_network(load_model(tiny_yolo_checkpoint[0]))
     exports = []
     real_export = backends.export_unrolled
 
@@ -359,11 +361,11 @@ def test_a_graph_that_failed_its_check_is_not_compiled_again(tiny_yolo_checkpoin
 
 
 def test_networks_that_restart_from_each_input_have_no_stream_mode(tiny_yolo_checkpoint) -> None:
-    from spikedet.engine.evaluate import build_snn, load_ann
+    from spikedet.engine.recipe_run import build_snn
     from spikedet.recipes import get_recipe
 
-    pascal = build_snn(load_ann(tiny_yolo_checkpoint[0])[0], get_recipe("pascal"))
-    cos = build_snn(load_ann(tiny_yolo_checkpoint[0])[0], get_recipe("cos"))
+    pascal = build_snn(load_model(tiny_yolo_checkpoint[0], expect="ann").model, get_recipe("pascal"))
+    cos = build_snn(load_model(tiny_yolo_checkpoint[0], expect="ann").model, get_recipe("cos"))
     for network, neuron in ((pascal, "PascalNeuron"), (cos, "COSNeuron")):
         with pytest.raises(ValueError, match=f"but {neuron} starts every run from its whole input"):
             make_backend_detector(network, 64, stream_state=True, backend="auto")
@@ -372,21 +374,27 @@ def test_networks_that_restart_from_each_input_have_no_stream_mode(tiny_yolo_che
 
 def test_demo_converts_with_the_chosen_method(tiny_yolo_checkpoint, video: Path, tmp_path: Path) -> None:
     from spikedet.checkpoint import CheckpointError, save_checkpoint
+    from spikedet.deploy import comparison_ann
     from spikedet.recipes import get_recipe
 
     weights = tiny_yolo_checkpoint[0]
     summary = run_demo(str(video), weights=weights, timesteps=2, imgsz=64, show=False, conf=CONF, max_frames=3,
                        progress=False, backend="torch", method="pascal")
     assert summary.frames == 3 and summary.mode == "SNN T=2" and summary.error is None
-    network, config = load_model(weights, method="casc")
+    loaded = load_model(weights)
+    network, config = spiking_network(loaded, method="casc"), loaded.config
     assert {type(m).__name__ for m in network.net.modules() if isinstance(m, SpikingNeuron)} == {"CIFNeuron"}
     with pytest.raises(ValueError, match=r"^--method dual_phase calibrates on data: convert first"):
-        load_model(weights, method="dual_phase")
+        spiking_network(loaded, method="dual_phase")
     snn = tmp_path / "snn.pt"
     save_checkpoint(snn, network.net, "snn", dict(config, recipe=get_recipe("casc").to_dict()))
-    assert load_model(snn)[0].schedule == network.schedule  # stored as converted
+    assert spiking_network(load_model(snn)).schedule == network.schedule  # stored as converted
     with pytest.raises(CheckpointError, match="holds an SNN converted with casc; --method applies to ANN checkpoints"):
-        load_model(snn, method="pascal")
+        spiking_network(load_model(snn), method="pascal")
+    with pytest.raises(CheckpointError, match="holds a converted SNN; the ANN comparison needs the ANN checkpoint"):
+        comparison_ann(snn)
+    folded = comparison_ann(weights)
+    assert folded.config == config and not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.model.modules())
 
 
 def test_bad_backend_fails_with_one_line(video: Path) -> None:

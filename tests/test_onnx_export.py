@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from spikedet.data import load_dataset
-from spikedet.deploy import SpikingDetector, load_model
+from spikedet.deploy import SpikingDetector, spiking_network
 from spikedet.deploy.bench import graph_latency
 from spikedet.deploy.graph_format import DEFAULT_OPSET, STATE_IN, STATE_OUT
 from spikedet.deploy.graph_modules import UnrolledSNN
@@ -22,6 +22,7 @@ from spikedet.deploy.parity import firing_rates, parity_error
 from spikedet.deploy.tracing import ExportError
 from spikedet.deploy.ort_backend import OrtRunner
 from spikedet.engine.inference import image_batches
+from spikedet.engine.loading import load_model
 
 ROOT = Path(__file__).resolve().parents[1]
 T = 2
@@ -69,7 +70,7 @@ def test_unrolled_graph_equals_pytorch(exported, tiny_yolo_checkpoint, images) -
     model = onnx.load(path)
     assert [i.name for i in model.graph.input] == ["images"]
     assert any("images" in node.input for node in model.graph.node), "the simulation must read the image"
-    network, _ = load_model(tiny_yolo_checkpoint[0])
+    network = spiking_network(load_model(tiny_yolo_checkpoint[0]))
     session = ort_session(path)
     neurons = graph_metadata(session)["neurons"]
     assert [o.name for o in model.graph.output] == ["output", "spikes"]
@@ -96,7 +97,7 @@ def test_stateful_graph_steps_like_pytorch(exported, tiny_yolo_checkpoint, image
     assert {"v", "accumulated", "pooled", "total", "effective_steps"} <= kinds
     assert sum(".sites." in s for s in states) == 3 * 2, "SPPF's three pool calls keep separate state"
 
-    network, _ = load_model(tiny_yolo_checkpoint[0])
+    network = spiking_network(load_model(tiny_yolo_checkpoint[0]))
     session = ort_session(path)
     neurons = graph_metadata(session)["neurons"]
     detector = SpikingDetector(network, T)
@@ -122,7 +123,7 @@ def test_stateful_graph_reads_its_state(exported, images) -> None:
 
 
 def test_latency_of_both_runtimes(exported, tiny_yolo_checkpoint, images) -> None:
-    network, _ = load_model(tiny_yolo_checkpoint[0])
+    network = spiking_network(load_model(tiny_yolo_checkpoint[0]))
     path = exported["unrolled"]["graphs"][0]["path"]
     timing = graph_latency({"onnxruntime": OrtRunner(path)}, UnrolledSNN(network, T), images[0], warmup=0, repeats=1)
     assert set(timing) == {"onnxruntime_ms", "pytorch_ms"} and min(timing.values()) > 0

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 import spikedet as sd
-from spikedet.engine.evaluate import source_ann
+from spikedet.engine.loading import source_ann
 
 WEIGHTS = sorted((Path(__file__).resolve().parents[1] / "weights").glob("*.pt"))
 

@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from spikedet.checkpoint import load_checkpoint
-from spikedet.engine.evaluate import build_snn, load_ann, load_snn
+from spikedet.engine.loading import load_model
+from spikedet.engine.recipe_run import build_snn
 from spikedet.recipes import get_recipe
 from spikedet.spiking.functional import if_steps, signed_if_steps
 from spikedet.spiking.surrogate import SURROGATES, if_steps_surrogate, signed_if_steps_surrogate
@@ -206,7 +207,7 @@ def test_tanh_surrogate_is_dual_phase_derivative() -> None:
 @pytest.fixture(scope="module")
 def shipped_snn() -> torch.nn.Module:
     """The shipped synthetic YOLOv8n-QCFS converted with qcfs (a real network: 57 neuron layers, SPPF pools)."""
-    ann, _ = load_ann(ROOT / "weights" / "yolov8n_qcfs_l4_synthetic.pt")
+    ann = load_model(ROOT / "weights" / "yolov8n_qcfs_l4_synthetic.pt", expect="ann").model
     return build_snn(ann, get_recipe("qcfs"))
 
 
@@ -215,7 +216,8 @@ def test_training_forward_equals_runtime_and_gradients_reach_every_trainable_ten
     from spikedet.engine.yolo_finetune import SpikingDetectionModel
 
     if method != "qcfs":
-        shipped_snn = build_snn(load_ann(ROOT / "weights" / "yolov8n_qcfs_l4_synthetic.pt")[0], get_recipe(method))
+        shipped_ann = load_model(ROOT / "weights" / "yolov8n_qcfs_l4_synthetic.pt", expect="ann").model
+        shipped_snn = build_snn(shipped_ann, get_recipe(method))
     torch.manual_seed(0)
     x = torch.rand(2, 3, 96, 96)
     reference = shipped_snn.anytime(x, [1, 2, 4])
@@ -246,7 +248,7 @@ def test_thresholds_become_parameters_with_the_same_state_keys(shipped_snn) -> N
 
 @pytest.mark.parametrize("method", ["casc", "pascal", "cos"])
 def test_networks_without_online_if_neurons_are_refused(shipped_snn, method: str) -> None:
-    ann, _ = load_ann(ROOT / "weights" / "yolov8n_qcfs_l4_synthetic.pt")
+    ann = load_model(ROOT / "weights" / "yolov8n_qcfs_l4_synthetic.pt", expect="ann").model
     network = build_snn(ann, get_recipe(method))
     with pytest.raises(ValueError, match="online IF networks"):
         check_trainable(network.net)
@@ -282,7 +284,8 @@ def test_snn_detection_loss_falls_on_a_fixed_batch(shipped_snn, tmp_path: Path, 
     batch = _labelled_batch(tmp_path)
     model = SpikingDetectionModel.from_converted(make_trainable(copy.deepcopy(shipped_snn.net)), timesteps=[1, 2])
     model.args = get_cfg()
-    model.set_teacher(load_ann(ROOT / "weights" / "yolov8n_qcfs_l4_synthetic.pt")[0] if distill else None, distill=distill)
+    teacher = load_model(ROOT / "weights" / "yolov8n_qcfs_l4_synthetic.pt", expect="ann").model if distill else None
+    model.set_teacher(teacher, distill=distill)
     optimizer = separate_neuron_parameters(torch.optim.AdamW(model.parameters(), lr=1e-3), model)
     assert len(optimizer.param_groups) == 2 and optimizer.param_groups[1]["lr"] > optimizer.param_groups[0]["lr"]
     model.train()
@@ -322,7 +325,7 @@ def test_finetuned_checkpoint_round_trips_without_train_eval_mismatch(finetuned)
     thresholds = [k for k in state if k.endswith(".threshold") and not torch.equal(state[k], source[k])]
     assert changed and thresholds, "fine-tuning changed no weight or threshold"
 
-    network, _ = load_snn(path)
+    network = load_model(path, expect="snn").network
     trained, _ = load_ultralytics(out / "train" / "weights" / "last.pt")
     trained = trained.float()
     assert isinstance(trained, SpikingDetectionModel)

@@ -15,7 +15,8 @@ from spikedet.checkpoint import CheckpointError, load_checkpoint
 from spikedet.data import generate_synthetic, load_dataset
 from spikedet.engine.coco_eval import evaluate_checkpoint
 from spikedet.engine.convert import convert_detector
-from spikedet.engine.evaluate import build_snn, load_ann, load_snn
+from spikedet.engine.loading import load_model
+from spikedet.engine.recipe_run import build_snn
 from spikedet.models import SSDQCFS, build_ssd, family_for_model, family_of, get_family, ssd_config, ssd_from_config
 from spikedet.models.ssd_loss import SSDLoss
 from spikedet.engine.ssd_train import train_ssd
@@ -219,7 +220,7 @@ def test_checkpoint_loads_as_ssd(tiny_ssd: Path) -> None:
     config, state, kind = load_checkpoint(tiny_ssd)
     assert kind == "ann" and config["family"] == "ssd" and config["imgsz"] == 64
     assert config["class_names"] == ["circle", "square", "triangle", "star", "ring", "cross"]
-    model, _ = load_ann(tiny_ssd)
+    model = load_model(tiny_ssd, expect="ann").model
     assert isinstance(model, SSDQCFS) and model(torch.rand(1, 3, 64, 64)).shape[1] == 4 + 6
 
 
@@ -228,7 +229,7 @@ def test_convert_and_evaluate(method: str, tiny_ssd: Path, tiny_data: Path, tmp_
     results = convert_detector(tiny_ssd, data=tiny_data, method=method, timesteps=[1, 2], out=tmp_path, batch=4, calib_images=8)
     for metrics in [results["ann"], *results["snn"].values()]:
         assert 0.0 <= metrics["map50_95"] <= metrics["map50"] <= 1.0
-    network, config = load_snn(tmp_path / f"snn_{method}.pt")
+    config = load_model(tmp_path / f"snn_{method}.pt", expect="snn").config
     assert config["family"] == "ssd" and config["recipe"]["name"] == method
     summary = evaluate_checkpoint(tmp_path / f"snn_{method}.pt", tiny_data, [2], tmp_path / "eval", batch=4)
     assert summary["snn"]["2"]["map50_95"] == pytest.approx(results["snn"]["2"]["map50_95"], abs=1e-9)
@@ -332,13 +333,13 @@ def test_demo_runs_the_ssd_with_its_own_nms_iou(tiny_ssd: Path, tiny_data: Path,
 def test_inductor_backend_runs_the_ssd(settings: dict, tiny_ssd: Path, tiny_data: Path) -> None:
     """The compiled demo backend takes the SSD family as it takes YOLO: PyTorch's outputs, frame after frame."""
     from spikedet.deploy.backends import cxx_compiler, make_graph_detector
-    from spikedet.deploy.detector import load_model, make_detector
+    from spikedet.deploy.detector import make_detector, spiking_network
     from spikedet.deploy.parity import MIN_MATCH, TOLERANCE, parity_error
     from spikedet.engine.inference import image_batches
 
     if cxx_compiler() is None:
         pytest.skip("the inductor backend needs a C++ compiler (g++ or clang++)")
-    network, _ = load_model(tiny_ssd)
+    network = spiking_network(load_model(tiny_ssd))
     compiled = make_graph_detector(network, 64, backend="inductor", **settings)
     reference = make_detector(network, **settings)
     images = [x for x, _ in image_batches(load_dataset(tiny_data, "val").records, 64, 1)]
@@ -350,11 +351,10 @@ def test_inductor_backend_runs_the_ssd(settings: dict, tiny_ssd: Path, tiny_data
 def test_weight_calibration_finds_every_ssd_synaptic_layer(weight_fit: str) -> None:
     """SSD blocks are nn.Sequential(conv, bn, act): the weight fit must reach their convs, not skip them
     (the shipped BCCD SSD: a trained network whose layers have an error to reduce)."""
-    from spikedet.engine.evaluate import build_snn, load_ann
     from spikedet.recipes import get_recipe
     from spikedet.spiking.calibrate import calibrate_layerwise
 
-    ann, _ = load_ann(Path(__file__).resolve().parents[1] / "weights" / "ssd_vgg_slim_qcfs_l4_bccd.pt")
+    ann = load_model(Path(__file__).resolve().parents[1] / "weights" / "ssd_vgg_slim_qcfs_l4_bccd.pt", expect="ann").model
     network = build_snn(ann, get_recipe("qcfs"))
     before = {k: v.clone() for k, v in network.net.state_dict().items() if k.endswith(".weight")}
     torch.manual_seed(0)
@@ -372,7 +372,6 @@ def test_spike_aware_fine_tuning_of_the_ssd(tiny_ssd: Path, tiny_data: Path, tmp
     """The SSD fine-tunes through its own loop; the saved network's runtime simulation equals the training
     forward (surrogate path, gradients on) of the same weights."""
     from spikedet.checkpoint import load_checkpoint
-    from spikedet.engine.evaluate import load_snn
     from spikedet.engine.snn_finetune import finetune_snn
     from spikedet.spiking.convert import spiking_modules
     from spikedet.spiking.trainable import make_trainable, simulation, steps_of
@@ -387,10 +386,10 @@ def test_spike_aware_fine_tuning_of_the_ssd(tiny_ssd: Path, tiny_data: Path, tmp
 
     torch.manual_seed(0)
     x = torch.rand(2, 3, 64, 64)
-    runtime, _ = load_snn(path)
+    runtime = load_model(path, expect="snn").network
     runtime.net.train()  # raw head output, the no-grad simulation kernels
     expected = runtime.anytime(x, [1, 2])
-    trained, _ = load_snn(path)
+    trained = load_model(path, expect="snn").network
     net = make_trainable(trained.net).train()
     with simulation(spiking_modules(net), trained.ctx, batch=2, steps=2):
         out = net(x)

@@ -18,11 +18,12 @@ CHECK = """
 import spikedet, torch
 from pathlib import Path
 from spikedet.recipes import available_recipes, get_recipe
-from spikedet.engine.evaluate import DEFAULT_WEIGHTS, build_snn, load_ann
+from spikedet.engine.loading import DEFAULT_WEIGHTS, load_model
+from spikedet.engine.recipe_run import build_snn
 assert Path(spikedet.__file__).is_relative_to(Path.cwd() / "site"), spikedet.__file__
 assert "_shipped" in str(DEFAULT_WEIGHTS) and DEFAULT_WEIGHTS.is_file(), DEFAULT_WEIGHTS
 assert {"qcfs", "casc", "cos", "dual_phase", "fast_snn", "pascal"} <= set(available_recipes())
-ann, _ = load_ann(DEFAULT_WEIGHTS)
+ann = load_model(DEFAULT_WEIGHTS, expect="ann").model
 out = build_snn(ann, get_recipe("casc"))(torch.rand(1, 3, 64, 64), 2)
 print("ok", out[0].shape)
 """

@@ -13,7 +13,7 @@ from spikedet.checkpoint import CheckpointError, load_checkpoint, save_checkpoin
 from spikedet.data import DatasetError, generate_synthetic
 from spikedet.engine.coco_eval import evaluate_checkpoint
 from spikedet.engine.convert import convert_detector
-from spikedet.engine.evaluate import load_ann, load_snn
+from spikedet.engine.loading import load_model
 from spikedet.engine.train import train_detector
 from spikedet.spiking import IFNeuron, SpikingMaxPool
 
@@ -44,7 +44,7 @@ def test_trained_checkpoint_is_safe_and_quantized(tiny_ann: Path) -> None:
     assert set(config["quant"]["levels"]) == {4}
     assert config["class_names"] == ["circle", "square", "triangle", "star", "ring", "cross"]
     assert all(isinstance(v, torch.Tensor) for v in state.values())
-    model, _ = load_ann(tiny_ann)
+    model = load_model(tiny_ann, expect="ann").model
     assert model(torch.rand(1, 3, 64, 64))[0].shape[1] == 4 + 6
 
 
@@ -61,7 +61,8 @@ def test_convert_writes_results_plot_and_spiking_checkpoint(converted: tuple[dic
     assert on_disk["snn"]["2"]["sops"] >= on_disk["snn"]["1"]["sops"] >= 0
     assert 0.0 <= on_disk["snn"]["2"]["firing_rate"] < 1.0
     assert (out / "map_vs_T.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    network, config = load_snn(out / "snn_qcfs.pt")
+    loaded = load_model(out / "snn_qcfs.pt", expect="snn")
+    network, config = loaded.network, loaded.config
     assert config["recipe"]["name"] == "qcfs"
     assert any(isinstance(m, SpikingMaxPool) for m in network.net.modules())
     assert any(isinstance(m, IFNeuron) for m in network.net.modules())
@@ -153,7 +154,8 @@ def test_tools_document_their_flags() -> None:
 
 def test_fine_tune_from_checkpoint(tiny_ann: Path, tiny_data: Path, tmp_path: Path) -> None:
     """--init: a QCFS checkpoint warm-starts training; its weights are the starting point."""
-    model, config = load_ann(tiny_ann)
+    loaded = load_model(tiny_ann, expect="ann")
+    model, config = loaded.model, loaded.config
     silu = tmp_path / "silu.pt"
     save_checkpoint(silu, model, "ann", config)
     path = train_detector(tiny_data, out=tmp_path / "ft", epochs=1, init=silu, **TINY)
@@ -179,12 +181,13 @@ def test_fine_tune_keeps_ultralytics_bias_warmup_off(tiny_ann: Path, tiny_data: 
 def test_ultralytics_validator_and_predictor_accept_ann_and_snn(tiny_ann: Path, tiny_data: Path) -> None:
     """The QCFS model is a plain ultralytics DetectionModel; the converted one poses as one for the validator."""
     from spikedet.data import export_ultralytics, load_dataset
-    from spikedet.engine.evaluate import build_snn
+    from spikedet.engine.recipe_run import build_snn
     from spikedet.env import import_ultralytics
     from spikedet.models.yolo_validate import UltralyticsSpikingModel, validate_ultralytics
     from spikedet.recipes import get_recipe
 
-    model, config = load_ann(tiny_ann)
+    loaded = load_model(tiny_ann, expect="ann")
+    model, config = loaded.model, loaded.config
     train, val = load_dataset(tiny_data, "train"), load_dataset(tiny_data, "val")
     data_yaml = export_ultralytics(train, val)
     names = dict(enumerate(config["class_names"]))

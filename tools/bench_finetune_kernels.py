@@ -16,7 +16,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 import torch  # noqa: E402
 
-from spikedet.engine.evaluate import build_snn, load_ann  # noqa: E402
+from spikedet.engine.loading import load_model  # noqa: E402
+from spikedet.engine.recipe_run import build_snn  # noqa: E402
 from spikedet.engine.yolo_finetune import SpikingDetectionModel  # noqa: E402
 from spikedet.recipes import get_recipe  # noqa: E402
 from spikedet.spiking.bench_training import bench_kernels, bench_training_step  # noqa: E402
@@ -33,7 +34,7 @@ def main() -> None:
     args = parser.parse_args()
 
     result = {"kernels": bench_kernels(), "steps": {}}
-    ann, _ = load_ann(args.weights)
+    ann = load_model(args.weights, expect="ann").model
     images = torch.rand(args.batch, 3, args.imgsz, args.imgsz)
     for method in ("qcfs", "fast_snn"):
         net = make_trainable(copy.deepcopy(build_snn(ann, get_recipe(method)).net))

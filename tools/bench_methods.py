@@ -52,7 +52,7 @@ def main() -> None:
 
     def job() -> None:
         from spikedet.engine.benchmark import benchmark_methods, format_methods, plot_methods_png, write_json
-        from spikedet.engine.evaluate import DEFAULT_WEIGHTS
+        from spikedet.engine.loading import DEFAULT_WEIGHTS
 
         method_t = parse_assignments(args.method_T, "--method-T", "METHOD=T[,T...]")
         rows = benchmark_methods(

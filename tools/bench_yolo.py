@@ -29,7 +29,7 @@ def main() -> None:
 
     def job() -> None:
         from spikedet.engine.benchmark import benchmark_yolo, format_benchmark, write_json
-        from spikedet.engine.evaluate import DEFAULT_WEIGHTS
+        from spikedet.engine.loading import DEFAULT_WEIGHTS
 
         rows = benchmark_yolo(
             args.weights or DEFAULT_WEIGHTS, args.data, args.silu, args.method, parse_timesteps(args.T),

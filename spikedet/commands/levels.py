@@ -15,7 +15,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     def job() -> None:
-        from spikedet.engine.evaluate import DEFAULT_WEIGHTS
+        from spikedet.engine.loading import DEFAULT_WEIGHTS
         from spikedet.engine.levels import adaptive_levels, al_choices, format_levels, plot_levels
         from spikedet.validate import check_count, check_output_file
 

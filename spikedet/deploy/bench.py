@@ -16,11 +16,12 @@ from ..checkpoint import CheckpointError
 from ..data import default_splits, load_dataset
 from ..engine.evaluate import check_classes
 from ..engine.inference import letterbox, to_tensor
+from ..engine.loading import load_model, resolve_weights
 from ..spiking.bench import time_ms
 from .backends import GraphSpikingDetector, make_backend_detector
 from ..validate import check_imgsz
 from .demo import process_video
-from .detector import FrameDetector, load_model, resolve_weights
+from .detector import FrameDetector, comparison_ann, spiking_network
 from .graph_modules import UnrolledSNN
 from .runner import GraphRunner
 from .stream_eval import format_stream_accuracy, stream_accuracy
@@ -62,7 +63,7 @@ def _detectors(path: Path, network: Any, backend: str, imgsz: int, timesteps: in
 
     detectors = [build(network), build(network, stream_state=True)]
     try:
-        detectors.insert(0, build(load_model(path, ann=True)[0]))
+        detectors.insert(0, build(comparison_ann(path).model))
     except CheckpointError:  # an SNN checkpoint: no ANN to compare with
         pass
     return detectors
@@ -102,7 +103,8 @@ def bench_demo(
     if frames < 1:
         raise ValueError(f"--frames must be >= 1, got {frames}")
     torch.set_num_threads(threads)
-    network, config = load_model(path)
+    loaded = load_model(path)
+    network, config = spiking_network(loaded), loaded.config
     spec = data or config.get("dataset") or "synthetic"
     dataset = load_dataset(spec, default_splits(spec)[1], class_names=config.get("class_names"))
     check_classes(dataset, config)

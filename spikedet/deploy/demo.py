@@ -14,11 +14,12 @@ import torch
 from tqdm import tqdm
 
 from ..engine.inference import letterbox
+from ..engine.loading import load_model, resolve_weights
 from ..models.family import family_of
 from ..models.postprocess import scaled_nms
 from ..validate import check_count, check_fraction, check_imgsz, check_output_file
 from .backends import check_backend, make_backend_detector
-from .detector import FrameDetector, load_model
+from .detector import FrameDetector, comparison_ann, spiking_network
 from .overlay import draw_detections, draw_panel, draw_rate_bars
 from .video import SourceError, VideoSource, open_writer
 
@@ -249,7 +250,14 @@ def run_demo(
     if show:
         _check_display()
     with VideoSource(source) as video:  # first, so a bad source fails before the model loads
-        model, config = load_model(weights, ann=ann, method=method)
+        path = resolve_weights(weights)
+        if ann:
+            loaded = comparison_ann(path)
+            model = loaded.model
+        else:
+            loaded = load_model(path)
+            model = spiking_network(loaded, method=method)
+        config = loaded.config
         names = list(config.get("class_names") or [])
         iou = family_of(model).nms_iou if iou is None else iou
         size = check_imgsz(imgsz or int(config.get("imgsz", 320)))

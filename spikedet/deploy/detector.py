@@ -8,60 +8,56 @@ from __future__ import annotations
 import contextlib
 from collections import deque
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
 from torch import nn
 
-from ..checkpoint import CheckpointError
-from ..engine.evaluate import DEFAULT_WEIGHTS, build_snn, load_detector
+from ..checkpoint import CheckpointError, CheckpointKindError
+from ..engine.loading import LoadedAnn, LoadedSnn, load_model
+from ..engine.recipe_run import build_snn
 from ..models.postprocess import decoded_output
 from ..recipes import get_recipe
 from ..spiking import ReadOut, SpikingMaxPool, SpikingNetwork, SpikingNeuron, check_timesteps, fold_batchnorm
 
 __all__ = [
-    "resolve_weights", "load_model", "forgetting_modules", "forgetting", "window_sum",
+    "spiking_network", "comparison_ann", "forgetting_modules", "forgetting", "window_sum",
     "FrameDetector", "AnnDetector", "SpikingDetector", "StreamingDetector", "make_detector",
 ]
 
 
-def resolve_weights(weights: str | Path | None) -> Path:
-    """``weights``, or the shipped default model with a hint on how to get it when it is missing."""
-    if weights is not None:
-        return Path(weights)
-    if not DEFAULT_WEIGHTS.is_file():
-        raise CheckpointError(
-            f"default weights {DEFAULT_WEIGHTS} not found: train them with tools/train_det.py (see README) "
-            "or pass --weights"
-        )
-    return DEFAULT_WEIGHTS
+def spiking_network(loaded: LoadedAnn | LoadedSnn, *, method: str | None = None) -> SpikingNetwork:
+    """The spiking network to run from a loaded checkpoint: an SNN as stored, an ANN converted with ``method``.
 
-
-def load_model(weights: str | Path | None = None, ann: bool = False, method: str | None = None) -> tuple[Any, dict]:
-    """``(model, config)``: the spiking network, or with ``ann=True`` the BN-folded quantized ANN.
-
-    An ANN checkpoint is converted with the recipe ``method`` (default qcfs); one that calibrates on data
-    (dual_phase, fast_snn) is refused, since calibration needs a dataset: convert with ``tools/convert_det.py``
-    and load the SNN checkpoint it writes. An SNN checkpoint is used as stored (it cannot give back its ANN,
-    nor be converted again).
+    An ANN is converted with the recipe ``method`` (default qcfs); one that calibrates on data (dual_phase,
+    fast_snn) is refused, since calibration needs a dataset: convert with ``tools/convert_det.py`` and load the
+    SNN checkpoint it writes. An SNN checkpoint is used as stored (it cannot be converted again, so ``method``
+    is refused).
     """
-    path = resolve_weights(weights)
-    kind, model, config = load_detector(path)
-    if ann:
-        if kind != "ann":
-            raise CheckpointError(f"{path} holds a converted SNN; the ANN comparison needs the ANN checkpoint")
-        return fold_batchnorm(model).eval(), config
-    if kind != "ann":
+    if isinstance(loaded, LoadedSnn):
         if method is not None:
-            raise CheckpointError(f"{path} holds an SNN converted with {config['recipe']['name']}; --method applies "
+            raise CheckpointError(f"{loaded.path} holds an SNN converted with {loaded.recipe.name}; --method applies "
                                   "to ANN checkpoints")
-        return model, config
+        return loaded.network
     recipe = get_recipe(method or "qcfs")
     if recipe.calibration is not None:
         raise ValueError(f"--method {recipe.name} calibrates on data: convert first (tools/convert_det.py --method "
                          f"{recipe.name}) and pass the SNN checkpoint it writes as --weights")
-    return build_snn(model, recipe), config
+    return build_snn(loaded.model, recipe)
+
+
+def comparison_ann(weights: str | Path) -> LoadedAnn:
+    """The ANN checkpoint ``weights`` with BatchNorm folded into its convolutions, to run beside the spiking
+    network; a spiking checkpoint (which cannot give back its ANN) is a one-line CheckpointError."""
+    try:
+        loaded = load_model(weights, expect="ann")
+    except CheckpointKindError:
+        raise CheckpointError(
+            f"{weights} holds a converted SNN; the ANN comparison needs the ANN checkpoint"
+        ) from None
+    return replace(loaded, model=fold_batchnorm(loaded.model).eval())
 
 
 def forgetting_modules(net: nn.Module, leak: float, pool_decay: float) -> list[nn.Module]:

@@ -13,12 +13,13 @@ import torch
 from torch import nn
 
 from ..data import default_splits, load_dataset
-from ..engine.evaluate import build_snn, check_classes, load_detector
+from ..engine.evaluate import check_classes
 from ..engine.inference import image_batches
+from ..engine.loading import LoadedAnn, load_model, resolve_weights
+from ..engine.recipe_run import build_snn
 from ..recipes import get_recipe
 from ..spiking import check_timesteps
 from ..validate import check_imgsz
-from .detector import resolve_weights
 from ..models.postprocess import decoded_output
 from ..spiking import SpikeMonitor, SpikingNetwork
 from .graph_format import DEFAULT_OPSET
@@ -113,8 +114,9 @@ def export_detector(
     if images < 1:
         raise ValueError(f"--images must be >= 1, got {images}")
     path = resolve_weights(weights)
-    kind, model, config = load_detector(path)
-    network = build_snn(model, get_recipe(method)) if kind == "ann" else model
+    loaded = load_model(path)
+    config = loaded.config
+    network = build_snn(loaded.model, get_recipe(method)) if isinstance(loaded, LoadedAnn) else loaded.network
     imgsz = check_imgsz(imgsz or int(config.get("imgsz", 320)))
     samples = _eval_images(config, data, imgsz, images)
     out = Path(out)
@@ -123,9 +125,9 @@ def export_detector(
         ("snn-stateful", out, lambda: check_stateful(network, samples, out, timesteps, opset, meta)) if stateful
         else ("snn-unrolled", out, lambda: check_unrolled(network, samples, out, timesteps, opset, meta))
     ]
-    if kind == "ann" and with_ann:
+    if isinstance(loaded, LoadedAnn) and with_ann:
         ann_path = out.with_name(f"{out.stem}_ann.onnx")
-        exports.append(("ann", ann_path, lambda: check_ann(model, samples, ann_path, opset, meta)))
+        exports.append(("ann", ann_path, lambda: check_ann(loaded.model, samples, ann_path, opset, meta)))
     graphs = [parity_report(name, path, run(), imgsz, tolerance, min_match) for name, path, run in exports]
     return {
         "opset": opset, "imgsz": imgsz, "timesteps": timesteps, "images": len(samples), "tolerance": tolerance,

@@ -8,9 +8,10 @@ from typing import Any
 
 from ..data import default_splits, export_ultralytics, load_dataset
 from ..models.yolo_validate import validate_ultralytics
-from ..recipes import Recipe, get_recipe, override_recipe
+from ..recipes import get_recipe, override_recipe
 from ..eval.plots import plot_methods
-from .evaluate import check_classes, eval_dataset, evaluate_ann, evaluate_snn, load_ann, load_snn, source_ann
+from .evaluate import check_classes, eval_dataset, evaluate_ann, evaluate_snn
+from .loading import load_model
 from .recipe_run import run_recipe
 
 __all__ = [
@@ -28,7 +29,8 @@ def benchmark_yolo(
     batch: int = 8,
 ) -> dict[str, Any]:
     """pycocotools mAP of each model, the ultralytics-validator mAP of the ANNs, SNN energy and timing."""
-    qcfs, config = load_ann(qcfs_weights)
+    loaded = load_model(qcfs_weights, expect="ann")
+    qcfs, config = loaded.model, loaded.config
     dataset, data = eval_dataset(config, data)
     imgsz = imgsz or config.get("imgsz", 320)
     # the validator reads an ultralytics dataset; only its val split is used here
@@ -38,7 +40,7 @@ def benchmark_yolo(
 
     models = [("QCFS ANN", qcfs_weights)] + ([("SiLU ANN", silu_weights)] if silu_weights else [])
     for name, weights in models:
-        model, _ = load_ann(weights)
+        model = load_model(weights, expect="ann").model
         metrics, _ = evaluate_ann(model, dataset, imgsz, batch)
         metrics.pop("coco_lines")
         metrics["ultralytics"] = validate_ultralytics(model, data_yaml, imgsz, batch)
@@ -109,14 +111,16 @@ def benchmark_methods(
     unknown = (set(method_weights) | set(method_timesteps or {}) | set(method_settings or {})) - set(methods)
     if unknown:
         raise ValueError(f"settings given for {sorted(unknown)}, which are not among the methods {methods}")
-    base, config = load_ann(weights)
+    loaded = load_model(weights, expect="ann")
+    base, config = loaded.model, loaded.config
     dataset, data = eval_dataset(config, data, max_images=max_images)
     imgsz = imgsz or config.get("imgsz", 320)
     anns: dict[str, tuple[Any, dict, dict]] = {}
 
     def ann_for(path: str) -> tuple[Any, dict, dict]:
         if path not in anns:
-            model, cfg = (base, config) if path == str(weights) else load_ann(path)
+            other = None if path == str(weights) else load_model(path, expect="ann")
+            model, cfg = (base, config) if other is None else (other.model, other.config)
             check_classes(dataset, cfg)
             metrics, _ = evaluate_ann(model, dataset, imgsz, batch)
             metrics.pop("coco_lines")
@@ -141,17 +145,16 @@ def benchmark_methods(
             "snn": {str(t): {k: v for k, v in m.items() if k not in ("coco_lines", "ann_energy_mj")} for t, m in metrics.items()},
         }
     for name, path in (snn_weights or {}).items():
-        network, cfg = load_snn(path)
-        check_classes(dataset, cfg)
-        source = source_ann(cfg, path)
+        snn = load_model(path, expect="snn")
+        check_classes(dataset, snn.config)
+        source = snn.ann_path
         # the same ANN as --weights is named as --weights is, so the table lists it once
         ann_path = str(weights) if source is None or source.resolve() == Path(weights).resolve() else str(source)
         ann_metrics = ann_for(ann_path)[2]
-        recipe = Recipe.from_dict(cfg["recipe"])
         start = time.perf_counter()
-        metrics, _, _ = evaluate_snn(network, dataset, timesteps, imgsz, batch, anytime=recipe.anytime)
+        metrics, _, _ = evaluate_snn(snn.network, dataset, timesteps, imgsz, batch)
         rows["methods"][name] = {
-            "weights": ann_path, "snn_weights": str(path), "recipe": recipe.to_dict(),
+            "weights": ann_path, "snn_weights": str(path), "recipe": snn.recipe.to_dict(),
             "ann": ann_metrics, "seconds": time.perf_counter() - start,
             "snn": {str(t): {k: v for k, v in m.items() if k not in ("coco_lines", "ann_energy_mj")} for t, m in metrics.items()},
         }

@@ -6,10 +6,12 @@ from pathlib import Path
 from typing import Any
 
 from ..eval.coco import save_coco_results
-from ..recipes import Recipe, get_recipe
+from ..recipes import get_recipe
 from ..spiking.runtime import check_timesteps
 from ..validate import check_count, check_imgsz, check_output_dir
-from .evaluate import DEFAULT_WEIGHTS, build_snn, eval_dataset, evaluate_ann, evaluate_snn, load_detector
+from .evaluate import eval_dataset, evaluate_ann, evaluate_snn
+from .loading import DEFAULT_WEIGHTS, LoadedAnn, load_model
+from .recipe_run import build_snn
 
 __all__ = ["evaluate_checkpoint"]
 
@@ -37,8 +39,9 @@ def evaluate_checkpoint(
     check_count(max_images, name="--max-images", optional=True)
     check_output_dir(out, name="--json's folder")
     weights = Path(weights) if weights else DEFAULT_WEIGHTS
-    kind, model, config = load_detector(weights)
-    if kind == "ann":  # the recipe is checked before the dataset is read
+    loaded = load_model(weights)
+    config = loaded.config
+    if isinstance(loaded, LoadedAnn):  # the recipe is checked before the dataset is read
         recipe = get_recipe(method)
         if recipe.calibration:
             raise ValueError(f"method '{method}' calibrates on training images: convert with tools/convert_det.py first")
@@ -49,7 +52,8 @@ def evaluate_checkpoint(
 
     summary: dict[str, Any] = {"dataset": f"{data}:{dataset.split}", "weights": str(weights), "imgsz": imgsz, "images": len(dataset)}
     lines: dict[str, list[str]] = {}
-    if kind == "ann":
+    if isinstance(loaded, LoadedAnn):
+        model = loaded.model
         network = build_snn(model, recipe)
         summary["method"] = method
         if with_ann:
@@ -58,9 +62,9 @@ def evaluate_checkpoint(
             lines["ANN"] = metrics.pop("coco_lines")
             summary["ann"] = metrics
     else:
-        network, recipe = model, Recipe.from_dict(config["recipe"])
-        summary["method"] = recipe.name
-    snn, dets_by_t, _ = evaluate_snn(network, dataset, timesteps, imgsz, batch, anytime=recipe.anytime)
+        network = loaded.network
+        summary["method"] = loaded.recipe.name
+    snn, dets_by_t, _ = evaluate_snn(network, dataset, timesteps, imgsz, batch)
     summary["snn"] = {}
     for t, metrics in snn.items():
         save_coco_results(dets_by_t[t], dataset.category_ids, out / f"detections_snn_T{t}.json")

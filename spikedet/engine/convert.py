@@ -7,10 +7,11 @@ from typing import Any
 
 from ..checkpoint import load_checkpoint, save_checkpoint
 from ..eval.plots import plot_map_vs_timesteps
-from ..recipes import Recipe, get_recipe, override_recipe
+from ..recipes import get_recipe, override_recipe
 from ..spiking.runtime import check_timesteps
 from ..validate import check_count, check_imgsz, check_output_dir
-from .evaluate import DEFAULT_SNN, DEFAULT_WEIGHTS, eval_dataset, evaluate_ann, evaluate_snn, load_ann, load_snn, source_ann
+from .evaluate import eval_dataset, evaluate_ann, evaluate_snn
+from .loading import DEFAULT_SNN, DEFAULT_WEIGHTS, load_model
 from .recipe_run import run_recipe
 
 __all__ = ["convert_detector", "format_table"]
@@ -57,7 +58,8 @@ def convert_detector(
                                  split=split, max_images=max_images)
     method = method or "qcfs"
     recipe = override_recipe(get_recipe(method), recipe_settings or {})  # a bad --set fails before any work
-    ann, config = load_ann(weights)
+    loaded = load_model(weights, expect="ann")
+    ann, config = loaded.model, loaded.config
     dataset, data = eval_dataset(config, data, split, max_images)
     print(dataset.summary())
     imgsz = imgsz or config.get("imgsz", 320)
@@ -94,21 +96,20 @@ def _evaluate_spiking(
     split: str | None, max_images: int | None,
 ) -> dict[str, Any]:
     """A spiking checkpoint (a fine-tuned network, say) evaluated as stored, beside the ANN it came from."""
-    network, config = load_snn(weights)
-    ann_path = source_ann(config, weights)
+    snn = load_model(weights, expect="snn")
+    network, config, ann_path = snn.network, snn.config, snn.ann_path
     if ann_path is None:
         raise ValueError(
             f"{weights} does not name the ANN it was converted from (or that file is gone): evaluate it alone "
             "with tools/eval_coco.py"
         )
-    ann, _ = load_ann(ann_path)
+    ann = load_model(ann_path, expect="ann").model
     dataset, data = eval_dataset(config, data, split, max_images)
     print(dataset.summary())
     imgsz = imgsz or config.get("imgsz", 320)
-    recipe = Recipe.from_dict(config["recipe"])
-    method = recipe.name + ("+ft" if config.get("finetune") else "")
+    method = snn.recipe.name + ("+ft" if config.get("finetune") else "")
     ann_metrics, _ = evaluate_ann(ann, dataset, imgsz, batch)
-    snn_metrics, _, monitor = evaluate_snn(network, dataset, timesteps, imgsz, batch, anytime=recipe.anytime)
+    snn_metrics, _, monitor = evaluate_snn(network, dataset, timesteps, imgsz, batch)
     ann_metrics["energy_mj"] = snn_metrics[timesteps[0]]["ann_energy_mj"]
     out.mkdir(parents=True, exist_ok=True)
     results = {

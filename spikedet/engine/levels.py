@@ -12,7 +12,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from ..spiking.adaptive_levels import LayerLevels, choose_levels, measure_layers
-from .evaluate import load_ann
+from .loading import load_model
 from .recipe_run import calibration_images
 
 __all__ = ["DEFAULT_CHOICES", "adaptive_levels", "al_choices", "format_levels", "parse_levels", "plot_levels"]
@@ -51,7 +51,8 @@ def adaptive_levels(
 ) -> tuple[list[int], list[LayerLevels]]:
     """Per-layer L for the QCFS detector in ``weights``, from its activations on ``images`` training images of
     ``data`` (default: the dataset it was trained on). Returns the levels and the per-layer measurements."""
-    model, config = load_ann(weights)
+    loaded = load_model(weights, expect="ann")
+    model, config = loaded.model, loaded.config
     if config.get("activation") != "qcfs":
         raise ValueError(f"{weights}: adaptive levels need a QCFS model, this one uses {config.get('activation')}")
     data = data or config.get("dataset") or "synthetic"

@@ -1,4 +1,5 @@
-"""Apply a recipe to an ANN and evaluate the spiking detector, calibrating first where the recipe asks."""
+"""Apply a recipe to an ANN (:func:`build_snn`, the one conversion) and evaluate the spiking detector, calibrating
+first where the recipe asks."""
 from __future__ import annotations
 
 import logging
@@ -10,17 +11,24 @@ from torch import nn
 
 from ..data import default_splits, load_dataset
 from ..data.records import DetectionDataset
+from ..models.family import family_of
 from ..recipes import Recipe
 from ..spiking.accounting import SpikeMonitor
 from ..spiking.calibrate import calibrate_with_recipe, calibration_settings
 from ..spiking.latency import is_layer_sequential, pipeline_steps
 from ..spiking.runtime import SpikingNetwork
-from .evaluate import build_snn, evaluate_snn
+from .evaluate import evaluate_snn
 from .inference import image_batches
 
 log = logging.getLogger(__name__)
 
-__all__ = ["calibration_images", "run_recipe"]
+__all__ = ["build_snn", "calibration_images", "run_recipe"]
+
+
+def build_snn(ann: nn.Module, recipe: Recipe) -> SpikingNetwork:
+    """Convert a quantized ANN of any detector family with ``recipe``."""
+    family = family_of(ann)
+    return recipe.build(ann, family.readouts(ann), family.analog(ann))
 
 
 def calibration_images(data: str | Path, count: int, imgsz: int, class_names: list[str]) -> torch.Tensor:
@@ -58,7 +66,7 @@ def run_recipe(
     calibration summary (None without calibration). A calibrating recipe is calibrated for each T separately."""
     if not recipe.calibration:
         network = build_snn(ann, recipe)
-        metrics, dets, monitor = evaluate_snn(network, dataset, timesteps, imgsz, batch, anytime=recipe.anytime)
+        metrics, dets, monitor = evaluate_snn(network, dataset, timesteps, imgsz, batch)
         summary = None
     else:
         metrics, dets, network, monitor, summary = _calibrate_and_evaluate(

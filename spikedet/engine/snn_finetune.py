@@ -19,7 +19,9 @@ from ..spiking.runtime import check_timesteps
 from ..spiking.surrogate import SURROGATES
 from ..spiking.trainable import check_trainable
 from ..validate import check_count, check_imgsz, check_output_dir
-from .evaluate import build_snn, check_classes, load_ann, source_ann
+from .evaluate import check_classes
+from .loading import load_model, source_ann
+from .recipe_run import build_snn
 from .train import dataset_spec
 
 __all__ = ["FINETUNE_DEFAULTS", "finetune_snn", "prepare_snn"]
@@ -42,8 +44,8 @@ def prepare_snn(weights: str | Path, *, method: str, out: Path) -> Path:
             f"recipe '{method}' calibrates on data: convert first (tools/convert_det.py --method {method}) and "
             "fine-tune the spiking checkpoint it writes"
         )
-    ann, config = load_ann(weights)
-    network = build_snn(ann, recipe)
+    loaded = load_model(weights, expect="ann")
+    network, config = build_snn(loaded.model, recipe), loaded.config
     check_trainable(network.net)
     path = out / f"snn_{method}.pt"
     save_checkpoint(path, network.net, "snn", dict(config, recipe=recipe.to_dict(), ann_weights=str(Path(weights).resolve())))

@@ -15,13 +15,14 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from ..checkpoint import load_checkpoint, save_checkpoint
+from ..checkpoint import save_checkpoint
 from ..data.records import DetectionDataset
 from ..models.ssd_loss import SSDLoss
 from ..spiking.convert import spiking_modules
 from ..spiking.distill import layer_distillation, matched_layers, record_outputs
 from ..spiking.trainable import make_trainable, separate_neuron_parameters, simulation, steps_of
-from .evaluate import evaluate_snn, load_ann, load_snn
+from .evaluate import evaluate_snn
+from .loading import load_model
 from .ssd_train import AugmentedDetections, collate, lr_factor, resolve_device
 
 __all__ = ["SSD_FINETUNE_DEFAULTS", "finetune_ssd_snn"]
@@ -61,10 +62,11 @@ def finetune_ssd_snn(
         raise ValueError(f"unknown SSD fine-tuning settings {sorted(unknown)}; known: {', '.join(SSD_FINETUNE_DEFAULTS)}")
     settings = {**SSD_FINETUNE_DEFAULTS, **(extra or {})}
     dev = resolve_device(device)
-    config, _, _ = load_checkpoint(snn, kind="snn")
-    network, _ = load_snn(snn)
+    loaded = load_model(snn, expect="snn")
+    config, network = loaded.config, loaded.network
     net = make_trainable(network.net, thresholds=train_thresholds, v0=train_v0, surrogate=surrogate).to(dev)
-    ann = load_ann(teacher)[0].to(dev).eval().requires_grad_(False) if distill > 0 or layer_distill > 0 else None
+    distilling = distill > 0 or layer_distill > 0
+    ann = load_model(teacher, expect="ann").model.to(dev).eval().requires_grad_(False) if distilling else None
     pairs = matched_layers(net, ann) if ann is not None else {}
     stateful, steps = spiking_modules(net), timesteps[-1]
     criterion = SSDLoss(net.decode.box_coder)
@@ -93,7 +95,7 @@ def finetune_ssd_snn(
                     output = net(images)
             reads = steps_of(output, steps=steps, batch=images.shape[0], timesteps=timesteps)
             parts = [criterion(r, targets) for r in reads]
-            loss = sum(l for l, _ in parts) / len(parts)
+            loss = sum(part for part, _ in parts) / len(parts)
             kd = torch.zeros((), device=dev)
             if ann is not None:
                 with torch.no_grad(), record_outputs({n: act for n, (_, act) in pairs.items()}) as acts:

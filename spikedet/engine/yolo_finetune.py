@@ -26,7 +26,7 @@ from ..spiking.convert import spiking_modules
 from ..spiking.distill import layer_distillation, matched_layers, record_outputs
 from ..spiking.runtime import check_timesteps
 from ..spiking.trainable import attach_context, make_trainable, separate_neuron_parameters, simulation, steps_of
-from .evaluate import load_ann, load_snn
+from .loading import load_model
 
 __all__ = ["AnytimeLoss", "SpikingDetectionModel", "SpikingDetectionTrainer", "export_finetuned", "finetune_yolo_snn"]
 
@@ -50,7 +50,7 @@ class AnytimeLoss:
             return loss, {**items, "kd_loss": torch.zeros_like(next(iter(items.values())))}
         losses = [self.criterion(p, batch) for p in preds]
         items = {name: sum(d[name] for _, d in losses) / len(losses) for name in losses[0][1]}
-        total = sum(l for l, _ in losses) / len(losses)
+        total = sum(part for part, _ in losses) / len(losses)
         if distillation is None:
             distillation = torch.zeros((), device=total.device)
         # ultralytics back-propagates loss.sum() of the (box, cls, dfl) vector: spread the term over its entries
@@ -137,7 +137,8 @@ class SpikingDetectionTrainer(DetectionTrainer):
     def get_model(self, cfg: str | dict | None = None, weights: Any = None, verbose: bool = True) -> SpikingDetectionModel:
         cfg = cfg if isinstance(cfg, dict) else yaml.safe_load(Path(cfg).read_text())
         options = dict(cfg["spikedet"])
-        network, config = load_snn(options["snn"])
+        loaded = load_model(options["snn"], expect="snn")
+        network, config = loaded.network, loaded.config
         if config["num_classes"] != self.data["nc"]:
             raise ValueError(
                 f"{options['snn']} detects {config['num_classes']} classes, the data has {self.data['nc']}: "
@@ -149,7 +150,7 @@ class SpikingDetectionTrainer(DetectionTrainer):
         )
         model = SpikingDetectionModel.from_converted(net, timesteps=options["timesteps"], val_T=options.get("val_T"))
         distill, layer_distill = float(options.get("distill", 0.0)), float(options.get("layer_distill", 0.0))
-        teacher = load_ann(options["teacher"])[0] if distill > 0 or layer_distill > 0 else None
+        teacher = load_model(options["teacher"], expect="ann").model if distill > 0 or layer_distill > 0 else None
         model.set_teacher(teacher, distill=distill, layer_distill=layer_distill)
         return self.set_model_names_for_load(model)
 
