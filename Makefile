@@ -15,11 +15,11 @@ run: $(STAMP)
 	$(PY) tools/convert_det.py
 
 test: $(STAMP)
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -n 2 --dist loadfile tests
 
 # development loop: everything but the tests marked slow (compiles, training runs, whole-tool subprocesses)
 test-fast: $(STAMP)
-	$(PY) -m pytest -q -m "not slow" tests
+	$(PY) -m pytest -q -n 2 --dist loadfile -m "not slow" tests
 
 clean:
 	rm -rf $(VENV) .pytest_cache

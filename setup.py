@@ -47,7 +47,7 @@ setup(
     python_requires=">=3.11",
     packages=find_packages(include=["spikedet", "spikedet.*"]),
     install_requires=REQUIREMENTS,
-    extras_require={"dev": ["pytest"]},
+    extras_require={"dev": ["pytest", "pytest-xdist"]},
     entry_points={"console_scripts": ["spikedet = spikedet.commands:main"]},
     cmdclass={"build_py": BuildWithShippedFiles},
 )

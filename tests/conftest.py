@@ -1,5 +1,6 @@
 """Shared test fixtures: the real datasets beside the repository and a private spikedet cache."""
 import inspect
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +21,18 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         trains = TRAINED_FIXTURES & set(getattr(item, "fixturenames", ()))
         if trains or (function is not None and "subprocess.run(" in inspect.getsource(function)):
             item.add_marker(pytest.mark.slow)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Under pytest-xdist (``make test`` runs 2 workers) each worker gets its share of the cores, and so do the
+    tools the tests start: oversubscribed threads would make both slower than one worker alone."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1:
+        threads = str(max(1, (os.cpu_count() or 1) // workers))
+        os.environ["OMP_NUM_THREADS"] = threads
+        import torch
+
+        torch.set_num_threads(int(threads))
 
 
 @pytest.fixture(scope="session")

@@ -185,7 +185,7 @@ def test_override_recipe_changes_only_existing_knobs() -> None:
 
     recipe = override_recipe(get_recipe("dual_phase"), {"calibration.weight_steps": "20", "calibration.lr": "1e-3"})
     assert recipe.calibration["weight_steps"] == 20 and recipe.calibration["lr"] == 1e-3
-    assert get_recipe("dual_phase").calibration["weight_steps"] == 20  # the YAML default is untouched
+    assert get_recipe("dual_phase").calibration["weight_steps"] == 10  # the YAML default is untouched
     assert override_recipe(get_recipe("cos"), {"schedule.rho": "2"}).schedule.rho == 2
     assert override_recipe(get_recipe("pascal"), {"neuron_args.tol": "1e-6"}).neuron_args["tol"] == 1e-6
     with pytest.raises(ValueError, match="has no 'weight_step'"):
