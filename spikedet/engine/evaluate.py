@@ -18,6 +18,7 @@ from ..recipes import Recipe
 from ..resources import shipped
 from ..spiking.accounting import SpikeMonitor
 from ..spiking.neuron import SpikingNeuron
+from ..spiking.precision import to_precision
 from ..spiking.runtime import SpikingNetwork, check_timesteps
 from .inference import predict_dataset
 
@@ -135,8 +136,12 @@ def _metrics(dataset: DetectionDataset, dets: list[ImageDetections]) -> dict[str
     return out
 
 
-def evaluate_ann(model: nn.Module, dataset: DetectionDataset, imgsz: int, batch: int = 8) -> tuple[dict, list[ImageDetections]]:
-    """pycocotools (and VOC) metrics of an ANN, with its MACs and energy per image."""
+def evaluate_ann(
+    model: nn.Module, dataset: DetectionDataset, imgsz: int, batch: int = 8, *, precision: str = "fp32"
+) -> tuple[dict, list[ImageDetections]]:
+    """pycocotools (and VOC) metrics of an ANN, with its MACs and energy per image. ``precision``: see
+    :func:`~spikedet.spiking.precision.to_precision` (``auto`` resolved by the caller)."""
+    model, _ = to_precision(model, precision)
     start = time.perf_counter()
     postprocess = family_of(model).postprocess
     dets = predict_dataset(lambda x: {"ann": model(x)}, dataset, imgsz, batch, desc="ANN", postprocess=postprocess)["ann"]
@@ -152,15 +157,19 @@ def evaluate_snn(
     imgsz: int,
     batch: int = 8,
     anytime: bool | None = None,
+    *,
+    precision: str = "fp32",
 ) -> tuple[dict[int, dict], dict[int, list[ImageDetections]], SpikeMonitor]:
     """Metrics at every T, with firing rate, SOPs and energy per image.
 
     ``anytime``: one simulation to max(T) serves every T; otherwise each T is simulated on its own. Default:
     anytime unless the network holds neurons that restart from each run's whole input (PASCAL, COS), whose
     read-out after t steps of a longer run is not their output at T = t.
+    ``precision``: see :func:`~spikedet.spiking.precision.to_precision` (``auto`` resolved by the caller).
     Returns the metrics, the detections per T and the monitor of the last simulation.
     """
     timesteps = sorted(set(check_timesteps(timesteps)))
+    network, _ = to_precision(network, precision)
     if anytime is None:
         anytime = not network.restarting_neurons()
     groups = [timesteps] if anytime else [[t] for t in timesteps]
