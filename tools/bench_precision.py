@@ -7,7 +7,8 @@
 Per precision (those this machine runs; the others are listed with the reason): mAP50-95 of the SNN at every
 --T from one anytime simulation and of the ANN it came from (same precision), images/s of that evaluation, and
 the demo's per-frame milliseconds (letterbox, network, NMS) at --demo-T and --demo-imgsz, every model timed in
-turns on the same images. Prints a table and writes JSON.
+turns on the same images; and a control row, fp32 summed in another order (channels-last), whose distance from
+fp32 is the noise floor of spike flips at float32 ties. Prints a table and writes JSON.
 """
 from __future__ import annotations
 
@@ -35,18 +36,23 @@ def main() -> None:
     parser.add_argument("--demo-T", type=int, default=4, help="time steps per demo frame")
     parser.add_argument("--demo-imgsz", type=int, default=320)
     parser.add_argument("--repeats", type=int, default=15, help="demo frames timed per model (median)")
+    parser.add_argument("--no-control", action="store_true",
+                        help="leave out the 'fp32 reordered' row (fp32 summed in another order: the noise floor)")
     parser.add_argument("--out", type=Path, default=Path("outputs/bench_precision.json"))
     args = parser.parse_args()
 
     def job() -> None:
-        from spikedet.engine.bench_precision import bench_precision, format_precision_bench
+        from spikedet.engine.bench_precision import (
+            bench_precision,
+            format_precision_bench,
+        )
         from spikedet.validate import check_output_file
 
         check_output_file(args.out, name="--out")
         result = bench_precision(
             args.weights, data=args.data, method=args.method, precisions=args.precisions.split(","),
             timesteps=parse_timesteps(args.T), batch=args.batch, max_images=args.max_images, threads=args.threads,
-            demo_timesteps=args.demo_T, demo_imgsz=args.demo_imgsz, repeats=args.repeats,
+            demo_timesteps=args.demo_T, demo_imgsz=args.demo_imgsz, repeats=args.repeats, control=not args.no_control,
         )
         print(format_precision_bench(result))
         args.out.parent.mkdir(parents=True, exist_ok=True)

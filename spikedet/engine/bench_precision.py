@@ -6,9 +6,14 @@ images: each batch goes through every model in turn, so load changes on a shared
 Per precision: mAP50-95 at every T from one anytime simulation, the images per second of that simulation plus its
 NMS (data loading excluded, shared), the same for the ANN, and the demo's per-frame work (letterbox, network at
 T, NMS) in milliseconds, the median of repeated frames timed in turns.
+
+A control row, ``fp32 reordered``, runs fp32 with channels-last convolutions: the same arithmetic summed in another
+order. Its distance from fp32 is how much mAP moves when float32 rounding alone flips the spikes that sit on a
+threshold, the floor under which a low precision's difference is noise rather than its own error.
 """
 from __future__ import annotations
 
+import copy
 import platform
 import time
 from pathlib import Path
@@ -55,6 +60,18 @@ def _models(weights: str | Path, method: str) -> tuple[SpikingNetwork, nn.Module
     return model, ann, config, Recipe.from_dict(config["recipe"])
 
 
+CONTROL = "fp32 reordered"
+
+
+def _reordered(model: nn.Module) -> nn.Module:
+    """A copy whose convolutions run channels-last: fp32, summed in another order."""
+    model = copy.deepcopy(model)
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d):
+            module.weight.data = module.weight.data.contiguous(memory_format=torch.channels_last)
+    return model
+
+
 def _supported(precisions: list[str]) -> tuple[list[str], dict[str, str]]:
     """The precisions that run here, and why each other one does not."""
     ok, refused = [], {}
@@ -82,10 +99,12 @@ def bench_precision(
     demo_timesteps: int = 4,
     demo_imgsz: int = 320,
     repeats: int = 15,
+    control: bool = True,
 ) -> dict[str, Any]:
     """Measure every supported precision of ``precisions`` on the model in ``weights`` (an ANN checkpoint is
     converted with ``method``; an SNN checkpoint compares with the ANN it names, when that is found). The
-    returned dict is JSON-ready; see :func:`format_precision_bench`."""
+    returned dict is JSON-ready; see :func:`format_precision_bench`. ``control`` adds the ``fp32 reordered`` row
+    (see the module docstring)."""
     timesteps = sorted(set(check_timesteps(list(timesteps))))
     check_imgsz(imgsz)
     check_imgsz(demo_imgsz, name="--demo-imgsz")
@@ -109,6 +128,9 @@ def bench_precision(
         "auto": resolve_precision("auto"), "refused": refused, "precisions": {},
     }
     models: dict[str, dict[str, Any]] = {}
+    if control:
+        models[CONTROL] = {"snn": _reordered(network), "ann": _reordered(ann) if ann is not None else None}
+        result["precisions"][CONTROL] = {"snn_layers": None, "ann_layers": None}
     for name in names:
         snn, snn_report = to_precision(network, name)
         lowered_ann, ann_report = to_precision(ann, name) if ann is not None else (None, None)
@@ -166,7 +188,7 @@ def format_precision_bench(result: dict[str, Any]) -> str:
         f"{result['dataset']} ({result['images']} images, {result['imgsz']} px), {result['method']}, "
         f"{result['threads']} threads, torch {result['torch']}, {result['cpu']}; CPU low-precision flags: "
         f"{', '.join(result['cpu_low_precision_flags']) or 'none'}; auto -> {auto}" + (f" ({note})" if note else ""),
-        f"{'precision':<9} " + " ".join(f"{'T=' + str(t):>6}" for t in ts) + f" {'ANN':>6} "
+        f"{'precision':<14} " + " ".join(f"{'T=' + str(t):>6}" for t in ts) + f" {'ANN':>6} "
         f"{'SNN img/s':>9} {'ANN img/s':>9} {'demo SNN T=' + str(demo['timesteps']) + ' ms':>17} {'demo ANN ms':>11}",
     ]
     for name, row in result["precisions"].items():
@@ -174,13 +196,13 @@ def format_precision_bench(result: dict[str, Any]) -> str:
         ann_speed = f"{row['ann_images_per_s']:>9.2f}" if "ann" in row else f"{'-':>9}"
         ann_demo = f"{row['demo_ann_ms']:>11.1f}" if "demo_ann_ms" in row else f"{'-':>11}"
         lines.append(
-            f"{name:<9} " + " ".join(f"{100 * row['snn'][str(t)]:>6.2f}" for t in ts) + f" {ann} "
+            f"{name:<14} " + " ".join(f"{100 * row['snn'][str(t)]:>6.2f}" for t in ts) + f" {ann} "
             f"{row['snn_images_per_s']:>9.2f} {ann_speed} {row['demo_snn_ms']:>17.1f} {ann_demo}"
         )
     lines.append(f"(mAP50-95 in points; images/s of the anytime T={','.join(map(str, ts))} simulation + NMS, batch "
                  f"{result['batch']}; demo: letterbox + network + NMS at {demo['imgsz']} px, median of {demo['repeats']})")
     for name, row in result["precisions"].items():
-        if name != "fp32":
+        if row["snn_layers"] and name != "fp32":
             lines.append(f"SNN {row['snn_layers']['summary']}")
             if row["ann_layers"]:
                 lines.append(f"ANN {row['ann_layers']['summary']}")

@@ -101,4 +101,7 @@ def to_precision(model: Model, precision: str, *, pools_exact: bool = True, surv
             continue
         _replace(net, name, _lowered(conv, code, precision))
         report.lowered.append(name)
+    for module in net.modules():  # the fp32 layers left take the coded layers' channels-last currents as they come
+        if isinstance(module, nn.Conv2d) and not isinstance(module, CodedConv2d):
+            module.weight.data = module.weight.data.contiguous(memory_format=torch.channels_last)
     return lowered, report
