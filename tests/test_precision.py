@@ -255,8 +255,10 @@ def test_low_precision_network_stays_close_to_fp32(image: torch.Tensor, precisio
 @pytest.mark.parametrize("precision", ["bf16", pytest.param("int8", marks=INT8)])
 def test_low_precision_ann(image: torch.Tensor, precision: str) -> None:
     ann = fold_batchnorm(tiny())
-    lowered, report = to_precision(ann, precision)
-    assert "head" in report.lowered and 0 < report.lowered_macs < 1
+    assert "head" in to_precision(ann, precision)[1].lowered  # QCFS levels feed it
+    lowered, report = to_precision(ann, precision, readouts=["head"])  # kept fp32, as the SNN's read-out
+    assert report.lowered == ["down.conv", "after_pool.conv", "fuse.conv", "block.conv"]
+    assert "read-out" in report.kept["head"] and 0 < report.lowered_macs < 1
     with torch.no_grad():
         ref, out = ann(image), lowered(image)
     assert float((out - ref).abs().mean() / ref.abs().mean()) < TOLERANCE

@@ -18,6 +18,7 @@ from ..engine.inference import letterbox
 from ..models.family import family_of
 from ..models.postprocess import scaled_nms
 from ..spiking.precision import CONCRETE_PRECISIONS, to_precision
+from ..spiking.runtime import SpikingNetwork
 from ..validate import check_count, check_fraction, check_imgsz, check_output_file
 from .backends import check_backend, make_backend_detector
 from .detector import FrameDetector, load_model
@@ -272,7 +273,10 @@ def run_demo(
     with VideoSource(source) as video:  # first, so a bad source fails before the model loads
         model, config = load_model(weights, ann=ann, method=method)
         # the stream's max-pools scale their accumulators between frames: their outputs are no spikes then
-        model, report = to_precision(model, precision, pools_exact=not (stream_state and pool_decay < 1))
+        readouts = [] if isinstance(model, SpikingNetwork) else family_of(model).readouts(model)
+        model, report = to_precision(
+            model, precision, readouts=readouts, pools_exact=not (stream_state and pool_decay < 1)
+        )
         if progress and precision != "fp32":
             print(report.summary())
         names = list(config.get("class_names") or [])

@@ -133,7 +133,9 @@ def bench_precision(
         result["precisions"][CONTROL] = {"snn_layers": None, "ann_layers": None}
     for name in names:
         snn, snn_report = to_precision(network, name)
-        lowered_ann, ann_report = to_precision(ann, name) if ann is not None else (None, None)
+        lowered_ann, ann_report = (None, None)
+        if ann is not None:
+            lowered_ann, ann_report = to_precision(ann, name, readouts=family_of(ann).readouts(ann))
         models[name] = {"snn": snn, "ann": lowered_ann}
         result["precisions"][name] = {
             "snn_layers": snn_report.to_dict() | {"summary": snn_report.summary()},

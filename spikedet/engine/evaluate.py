@@ -141,9 +141,10 @@ def evaluate_ann(
 ) -> tuple[dict, list[ImageDetections]]:
     """pycocotools (and VOC) metrics of an ANN, with its MACs and energy per image. ``precision``: see
     :func:`~spikedet.spiking.precision.to_precision` (``auto`` resolved by the caller)."""
-    model, _ = to_precision(model, precision)
+    family = family_of(model)
+    model, _ = to_precision(model, precision, readouts=family.readouts(model))
     start = time.perf_counter()
-    postprocess = family_of(model).postprocess
+    postprocess = family.postprocess
     dets = predict_dataset(lambda x: {"ann": model(x)}, dataset, imgsz, batch, desc="ANN", postprocess=postprocess)["ann"]
     metrics = _metrics(dataset, dets)
     metrics["seconds"] = time.perf_counter() - start

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -80,12 +81,16 @@ def _replace(root: nn.Module, name: str, new: nn.Module) -> None:
     setattr(parent, child, new)
 
 
-def to_precision(model: Model, precision: str, *, pools_exact: bool = True, survey_size: int = 64) -> tuple[Model, PrecisionReport]:
+def to_precision(
+    model: Model, precision: str, *, readouts: Sequence[str] = (), pools_exact: bool = True, survey_size: int = 64
+) -> tuple[Model, PrecisionReport]:
     """``(model in precision, report)``: for ``fp32`` the model itself, else a copy whose code-fed
     convolutions compute in ``precision`` (``bf16``, ``fp16`` or ``int8``; resolve ``auto`` first with
     :func:`~.hardware.resolve_precision`). ``model`` is a quantized ANN or a :class:`SpikingNetwork`; it is
-    not modified. ``pools_exact=False``: see :func:`~.exact_inputs.survey_inputs`. ``survey_size``: the input
-    size of the survey's forward (any size the model takes; the result does not depend on it)."""
+    not modified. ``readouts``: an ANN's read-out layers (the detector family's), kept fp32 like the SNN's, so
+    that both run the same layers in low precision. ``pools_exact=False``: see
+    :func:`~.exact_inputs.survey_inputs`. ``survey_size``: the input size of the survey's forward (any size the
+    model takes; the result does not depend on it)."""
     if precision not in CONCRETE_PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(CONCRETE_PRECISIONS)}, got {precision!r}")
     if precision == "fp32":
@@ -96,6 +101,9 @@ def to_precision(model: Model, precision: str, *, pools_exact: bool = True, surv
     net = lowered.net if isinstance(lowered, SpikingNetwork) else lowered
     for name, code in survey.codes.items():
         conv = net.get_submodule(name)
+        if any(name == r or name.startswith(f"{r}.") for r in readouts):
+            report.kept[name] = "read-out (running mean of its input)"
+            continue
         if conv.padding_mode != "zeros" or isinstance(conv.padding, str):
             report.kept[name] = f"padding {conv.padding_mode}/{conv.padding}"
             continue
