@@ -15,8 +15,8 @@ from spikedet.spiking.convert import fold_batchnorm
 from spikedet.spiking.exact_inputs import InputCode, survey_inputs
 from spikedet.spiking.hardware import Hardware, check_precision, resolve_precision
 from spikedet.spiking.neuron import IFNeuron
-from spikedet.spiking.quant import quantized_activations
 from spikedet.spiking.precision import to_precision
+from spikedet.spiking.quant import quantized_activations
 
 INT8 = pytest.mark.skipif(not hardware.int8_kernels(), reason="no oneDNN x86 quantized convolution here")
 # bf16 keeps 8 significant bits of the weights and of every summed current, int8 8 bits of the weights: a few
@@ -262,3 +262,26 @@ def test_low_precision_ann(image: torch.Tensor, precision: str) -> None:
     with torch.no_grad():
         ref, out = ann(image), lowered(image)
     assert float((out - ref).abs().mean() / ref.abs().mean()) < TOLERANCE
+
+
+@INT8
+def test_eval_tool_runs_a_yolo_in_int8(tmp_path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    """``spikedet eval --precision int8`` end to end on a tiny untrained YOLOv8 (no training: the wiring is
+    what is tested) and the synthetic data; ``auto`` says in one line why it stays fp32 here."""
+    from spikedet.checkpoint import save_checkpoint
+    from spikedet.commands.eval import main
+    from spikedet.data import CLASS_NAMES, generate_synthetic
+    from spikedet.models.yolo import build_yolo, yolo_config
+
+    data = generate_synthetic(tmp_path / "data", num_images=10, image_size=64, seed=3, progress=False)
+    model = build_yolo(num_classes=len(CLASS_NAMES), width=0.0625, depth=0.33).eval()
+    config = {**yolo_config(model), "class_names": list(CLASS_NAMES), "imgsz": 64, "dataset": str(data)}
+    weights = save_checkpoint(tmp_path / "tiny.pt", model, "ann", config)
+    summary = tmp_path / "eval" / "summary.json"
+    main(["--weights", str(weights), "--T", "1,2", "--precision", "int8", "--json", str(summary)])
+    assert '"precision": "int8"' in summary.read_text()
+    monkeypatch.setattr(hardware, "cpu_flags", lambda: frozenset({"avx2"}))
+    capsys.readouterr()
+    main(["--weights", str(weights), "--T", "1", "--precision", "auto", "--json", str(summary)])
+    assert capsys.readouterr().out.splitlines()[0] == "no avx512_bf16/amx on this CPU: fp32"
+    assert '"precision": "fp32"' in summary.read_text()

@@ -38,7 +38,8 @@ class CodedConv2d(nn.Conv2d):
         )
         self.weight, self.bias = conv.weight, conv.bias
         self.code = code
-        self.register_buffer("inverse_quantum", (1.0 / code.quantum).view(1, -1, 1, 1), persistent=False)
+        inverse = (1.0 / code.quantum).view(1, -1, 1, 1).to(conv.weight.device)
+        self.register_buffer("inverse_quantum", inverse, persistent=False)
 
     def folded_weight(self) -> torch.Tensor:
         """``W[o, c] · quantum[c]`` in fp32: the weight that multiplies integer codes."""

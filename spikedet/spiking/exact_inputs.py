@@ -81,9 +81,9 @@ def _forced_output(module: nn.Module, shape: torch.Size, generator: torch.Genera
     """What a quantizer emits in the survey: code 1 everywhere (``ones``) or random codes of its levels, times
     its quantum; uniform noise for a quantizer without fixed levels, so that nothing downstream counts as coded."""
     if isinstance(module, SpikingNeuron):
-        levels, quantum = module.spike_levels, module.threshold
+        levels, quantum = module.spike_levels, module.threshold.cpu()
     elif isinstance(module, QCFS):
-        levels, quantum = tuple(range(module.levels + 1)), module.threshold / module.levels
+        levels, quantum = tuple(range(module.levels + 1)), module.threshold.cpu() / module.levels
     else:  # a max-pool whose accumulators decay between calls (the demo's stream): its outputs are no codes
         levels, quantum = None, torch.ones(())
     if levels is None:
@@ -115,7 +115,7 @@ def survey_inputs(
     calls: Counter[str] = Counter()
 
     def force(module: nn.Module, args: Any, output: torch.Tensor) -> torch.Tensor:
-        return _forced_output(module, output.shape, generator, ones)
+        return _forced_output(module, output.shape, generator, ones).to(output.device)
 
     def inspect(name: str):
         def hook(module: nn.Module, args: tuple, output: torch.Tensor) -> None:
@@ -125,10 +125,10 @@ def survey_inputs(
                 return
             calls[name] += 1
             if ones:
-                quanta[name] = _channel_quantum(args[0])
+                quanta[name] = _channel_quantum(args[0].cpu())
             else:
                 quantum = quanta.get(name)
-                found[name] = None if quantum is None else _channel_codes(args[0], quantum)
+                found[name] = None if quantum is None else _channel_codes(args[0].cpu(), quantum)
         return hook
 
     hooks = []
@@ -144,6 +144,7 @@ def survey_inputs(
         hooks.append(module.register_forward_hook(inspect(name)))
     # two samples per forward: two time steps of one image, or two images for an ANN
     image = torch.rand(1 if isinstance(model, SpikingNetwork) else steps, 3, imgsz, imgsz, generator=generator)
+    image = image.to(next(net.parameters()).device)
     try:
         with torch.no_grad():
             for ones in (True, False):

@@ -102,7 +102,7 @@ def to_precision(
     for name, code in survey.codes.items():
         conv = net.get_submodule(name)
         if any(name == r or name.startswith(f"{r}.") for r in readouts):
-            report.kept[name] = "read-out (running mean of its input)"
+            report.kept[name] = "read-out (fp32 like the SNN's)"
             continue
         if conv.padding_mode != "zeros" or isinstance(conv.padding, str):
             report.kept[name] = f"padding {conv.padding_mode}/{conv.padding}"
