@@ -33,6 +33,7 @@ from .engine.recipe_run import build_snn
 from .eval.plots import plot_map_vs_timesteps
 from .models.family import family_of
 from .recipes import Recipe, available_recipes, get_recipe, override_recipe
+from .spiking.hardware import resolve_precision
 from .spiking.runtime import SpikingNetwork, check_timesteps
 
 __all__ = ["Detector", "Detections", "StepMetrics", "ValResults", "load", "methods", "train"]
@@ -76,6 +77,7 @@ class ValResults:
     method: str
     steps: dict[int, StepMetrics] = field(default_factory=dict)
     ann: StepMetrics | None = None
+    precision: str = "fp32"
 
     def __getitem__(self, timesteps: int) -> StepMetrics:
         return self.steps[timesteps]
@@ -169,20 +171,25 @@ class Detector:
 
     def val(
         self, *, data: str | Path | None = None, T: int | tuple[int, ...] = (1, 2, 4, 8), split: str | None = None,
-        max_images: int | None = None, batch: int = 8, imgsz: int | None = None,
+        max_images: int | None = None, batch: int = 8, imgsz: int | None = None, precision: str = "fp32",
     ) -> ValResults:
         """pycocotools mAP on ``data``'s evaluation split (default: the data the model was trained on); a
-        spiking detector at every ``T`` from one simulation where its neurons allow, beside its ANN if known."""
+        spiking detector at every ``T`` from one simulation where its neurons allow, beside its ANN if known.
+        ``precision`` (``auto``, ``fp32``, ``bf16``, ``fp16``, ``int8``) applies to both; ``auto`` is resolved
+        against this machine and the result's ``precision`` says what ran."""
+        precision = resolve_precision(precision, name="precision")[0]
         dataset, spec = eval_dataset(self.config, data, split, max_images)
         size = imgsz or self.imgsz
         if self.kind == "ann":
-            metrics, _ = evaluate_ann(self.model, dataset, size, batch)
-            return ValResults(dataset=f"{spec}:{dataset.split}", method="ann", ann=_metrics(metrics))
+            metrics, _ = evaluate_ann(self.model, dataset, size, batch, precision=precision)
+            return ValResults(dataset=f"{spec}:{dataset.split}", method="ann", ann=_metrics(metrics), precision=precision)
         timesteps = sorted(set(check_timesteps([T] if isinstance(T, int) else list(T))))
-        snn, _, _ = evaluate_snn(self.model, dataset, timesteps, size, batch)
-        ann = _metrics(evaluate_ann(self._ann, dataset, size, batch)[0]) if self._ann is not None else None
+        snn, _, _ = evaluate_snn(self.model, dataset, timesteps, size, batch, precision=precision)
+        ann = None
+        if self._ann is not None:
+            ann = _metrics(evaluate_ann(self._ann, dataset, size, batch, precision=precision)[0])
         return ValResults(dataset=f"{spec}:{dataset.split}", method=self.config["recipe"]["name"], ann=ann,
-                          steps={t: _metrics(m) for t, m in snn.items()})
+                          steps={t: _metrics(m) for t, m in snn.items()}, precision=precision)
 
     def save(self, path: str | Path) -> Path:
         """A spikedet checkpoint (safe to load: tensors and JSON only) that :func:`load` and every tool take."""

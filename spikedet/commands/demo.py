@@ -53,17 +53,25 @@ def main(argv: list[str] | None = None) -> None:
                              "onnxruntime otherwise. The first run with a model and settings compiles and checks the "
                              "graph (up to a minute), later runs load it from the spikedet cache. torch runs the "
                              "PyTorch model eagerly")
+    parser.add_argument("--precision", default="fp32",
+                        help="auto, fp32 (default), bf16, fp16 or int8: the arithmetic of the layers fed by spikes "
+                             "(QCFS levels for --ann); membranes and read-outs stay fp32. Not fp32 runs on the torch "
+                             "backend. auto picks bf16 on CPUs with bf16 hardware, fp32 elsewhere")
     args = parser.parse_args(argv)
 
     def job() -> None:
         from spikedet.deploy.demo import run_demo
         from spikedet.deploy.video import SourceError
+        from spikedet.spiking.hardware import resolve_precision
 
+        precision, note = resolve_precision(args.precision)
+        if note:
+            print(note)
         summary = run_demo(
             args.source, weights=args.weights, timesteps=args.T, imgsz=args.imgsz, save=args.save,
             show=not args.no_show, stream_state=args.stream_state, steps_per_frame=args.steps_per_frame,
             window=args.window, leak=args.leak, pool_decay=args.pool_decay, ann=args.ann, conf=args.conf,
-            iou=args.iou, max_frames=args.max_frames, backend=args.backend, method=args.method,
+            iou=args.iou, max_frames=args.max_frames, backend=args.backend, method=args.method, precision=precision,
         )
         print(summary.format())
         if summary.error:

@@ -24,17 +24,25 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-images", type=int, default=None, help="evaluate on the first N images only")
     parser.add_argument("--json", default="runs/eval/summary.json", help="summary JSON path (detections beside it)")
     parser.add_argument("--no-ann", action="store_true", help="skip the ANN evaluation of an ANN checkpoint")
+    parser.add_argument("--precision", default="fp32",
+                        help="auto, fp32 (default), bf16, fp16 or int8: the arithmetic of the layers fed by spikes "
+                             "(and, for the ANN, by QCFS levels); membranes and read-outs stay fp32. auto picks bf16 "
+                             "on CPUs with bf16 hardware, fp32 elsewhere (see BENCHMARKS.md)")
     args = parser.parse_args(argv)
 
     def job() -> None:
         from spikedet.engine.coco_eval import evaluate_checkpoint
+        from spikedet.spiking.hardware import resolve_precision
         from spikedet.validate import check_output_file
 
         check_output_file(args.json, name="--json")
+        precision, note = resolve_precision(args.precision)
+        if note:
+            print(note)
         out = Path(args.json).parent
         summary = evaluate_checkpoint(
             args.weights, args.data, parse_timesteps(args.T), out, args.method, args.split, args.imgsz,
-            args.batch, args.max_images, with_ann=not args.no_ann,
+            args.batch, args.max_images, with_ann=not args.no_ann, precision=precision,
         )
         for name, lines in summary["coco_lines"].items():
             print(f"== {name} ({summary['dataset']}) ==")

@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,8 @@ from ..engine.inference import letterbox
 from ..engine.loading import load_model, resolve_weights
 from ..models.family import family_of
 from ..models.postprocess import scaled_nms
+from ..spiking.precision import CONCRETE_PRECISIONS, to_precision
+from ..spiking.runtime import SpikingNetwork
 from ..validate import check_count, check_fraction, check_imgsz, check_output_file
 from .backends import check_backend, make_backend_detector
 from .detector import FrameDetector, comparison_ann, spiking_network
@@ -213,6 +216,21 @@ def _check_settings(
         check_output_file(save, name="--save")
 
 
+def _precision_backend(precision: str, backend: str, *, log: Callable[[str], Any] | None) -> str:
+    """The backend that runs ``precision``: any for fp32; torch for the others (the compiled graphs are fp32),
+    picked for ``auto`` and a ValueError for a compiled backend named explicitly."""
+    if precision not in CONCRETE_PRECISIONS:
+        raise ValueError(f"--precision must be one of {', '.join(CONCRETE_PRECISIONS)} here, got {precision!r}")
+    if precision == "fp32" or backend == "torch":
+        return backend
+    if backend != "auto":
+        raise ValueError(f"--precision {precision} runs on the torch backend only (the {backend} graphs are fp32); "
+                         "use --backend torch or auto")
+    if log:
+        log(f"precision {precision}: torch backend (the compiled graphs are fp32)")
+    return "torch"
+
+
 def run_demo(
     source: str | int = "0",
     *,
@@ -233,6 +251,7 @@ def run_demo(
     progress: bool = True,
     backend: str = "auto",
     method: str | None = None,
+    precision: str = "fp32",
 ) -> DemoSummary:
     """Open ``source``, load the detector (default: the shipped model converted with qcfs; ``method`` picks
     another recipe that needs no calibration data, e.g. pascal or casc) and run the demo.
@@ -242,9 +261,12 @@ def run_demo(
     or ``"onnxruntime"`` run the compiled graph (compiled and checked against PyTorch on first use, then
     cached; see :mod:`~spikedet.deploy.backends`), ``"auto"`` the first of them that works here, ``"torch"``
     the PyTorch model. ``iou`` defaults to the detector
-    family's NMS IoU (0.7 for YOLO, 0.5 for SSD), the one its evaluation uses.
+    family's NMS IoU (0.7 for YOLO, 0.5 for SSD), the one its evaluation uses. ``precision`` (``fp32``,
+    ``bf16``, ``fp16`` or ``int8``; resolve ``auto`` first): see :mod:`~spikedet.spiking.precision`; the
+    compiled graphs are fp32, so another precision runs on the torch backend (``auto`` picks it).
     """
     check_backend(backend)
+    backend = _precision_backend(precision, backend, log=print if progress else None)
     _check_settings(timesteps=timesteps, imgsz=imgsz, save=save, steps_per_frame=steps_per_frame, window=window,
                     leak=leak, pool_decay=pool_decay, conf=conf, iou=iou, max_frames=max_frames)
     if show:
@@ -258,6 +280,13 @@ def run_demo(
             loaded = load_model(path)
             model = spiking_network(loaded, method=method)
         config = loaded.config
+        # the stream's max-pools scale their accumulators between frames: their outputs are no spikes then
+        readouts = [] if isinstance(model, SpikingNetwork) else family_of(model).readouts(model)
+        model, report = to_precision(
+            model, precision, readouts=readouts, pools_exact=not (stream_state and pool_decay < 1)
+        )
+        if progress and precision != "fp32":
+            print(report.summary())
         names = list(config.get("class_names") or [])
         iou = family_of(model).nms_iou if iou is None else iou
         size = check_imgsz(imgsz or int(config.get("imgsz", 320)))

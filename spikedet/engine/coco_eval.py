@@ -7,6 +7,7 @@ from typing import Any
 
 from ..eval.coco import save_coco_results
 from ..recipes import get_recipe
+from ..spiking.precision import CONCRETE_PRECISIONS
 from ..spiking.runtime import check_timesteps
 from ..validate import check_count, check_imgsz, check_output_dir
 from .evaluate import eval_dataset, evaluate_ann, evaluate_snn
@@ -27,12 +28,17 @@ def evaluate_checkpoint(
     batch: int = 8,
     max_images: int | None = None,
     with_ann: bool = True,
+    *,
+    precision: str = "fp32",
 ) -> dict[str, Any]:
     """Evaluate with pycocotools; write COCO-format detections per model and a summary JSON.
 
     An SNN checkpoint is simulated as stored; an ANN checkpoint is evaluated as is and, converted with
-    ``method``, as an SNN at each T. Detections carry the dataset's real category ids.
+    ``method``, as an SNN at each T. Detections carry the dataset's real category ids. ``precision``
+    (``fp32``, ``bf16``, ``fp16`` or ``int8``; resolve ``auto`` first) applies to the ANN and the SNN alike.
     """
+    if precision not in CONCRETE_PRECISIONS:
+        raise ValueError(f"--precision must be one of {', '.join(CONCRETE_PRECISIONS)} here, got {precision!r}")
     timesteps = sorted(set(check_timesteps(list(timesteps))))
     check_imgsz(imgsz)
     check_count(batch, name="--batch")
@@ -50,21 +56,24 @@ def evaluate_checkpoint(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
 
-    summary: dict[str, Any] = {"dataset": f"{data}:{dataset.split}", "weights": str(weights), "imgsz": imgsz, "images": len(dataset)}
+    summary: dict[str, Any] = {
+        "dataset": f"{data}:{dataset.split}", "weights": str(weights), "imgsz": imgsz, "images": len(dataset),
+        "precision": precision,
+    }
     lines: dict[str, list[str]] = {}
     if isinstance(loaded, LoadedAnn):
         model = loaded.model
         network = build_snn(model, recipe)
         summary["method"] = method
         if with_ann:
-            metrics, dets = evaluate_ann(model, dataset, imgsz, batch)
+            metrics, dets = evaluate_ann(model, dataset, imgsz, batch, precision=precision)
             save_coco_results(dets, dataset.category_ids, out / "detections_ann.json")
             lines["ANN"] = metrics.pop("coco_lines")
             summary["ann"] = metrics
     else:
         network = loaded.network
         summary["method"] = loaded.recipe.name
-    snn, dets_by_t, _ = evaluate_snn(network, dataset, timesteps, imgsz, batch)
+    snn, dets_by_t, _ = evaluate_snn(network, dataset, timesteps, imgsz, batch, precision=precision)
     summary["snn"] = {}
     for t, metrics in snn.items():
         save_coco_results(dets_by_t[t], dataset.category_ids, out / f"detections_snn_T{t}.json")

@@ -15,6 +15,7 @@ from ..eval.detections import ImageDetections
 from ..eval.voc import evaluate_voc
 from ..models.family import family_of
 from ..spiking.accounting import SpikeMonitor
+from ..spiking.precision import to_precision
 from ..spiking.runtime import SpikingNetwork, check_timesteps
 from .inference import predict_dataset
 
@@ -52,10 +53,16 @@ def _metrics(dataset: DetectionDataset, dets: list[ImageDetections]) -> dict[str
     return out
 
 
-def evaluate_ann(model: nn.Module, dataset: DetectionDataset, imgsz: int, batch: int = 8) -> tuple[dict, list[ImageDetections]]:
-    """pycocotools (and VOC) metrics of an ANN, with its MACs and energy per image."""
+def evaluate_ann(
+    model: nn.Module, dataset: DetectionDataset, imgsz: int, batch: int = 8, *, precision: str = "fp32"
+) -> tuple[dict, list[ImageDetections]]:
+    """pycocotools (and VOC) metrics of an ANN, with its MACs and energy per image. ``precision``: see
+    :func:`~spikedet.spiking.precision.to_precision` (``auto`` resolved by the caller)."""
+    family = family_of(model)
+    if precision != "fp32":  # fp32 leaves the model as it is
+        model, _ = to_precision(model, precision, readouts=family.readouts(model))
     start = time.perf_counter()
-    postprocess = family_of(model).postprocess
+    postprocess = family.postprocess
     dets = predict_dataset(lambda x: {"ann": model(x)}, dataset, imgsz, batch, desc="ANN", postprocess=postprocess)["ann"]
     metrics = _metrics(dataset, dets)
     metrics["seconds"] = time.perf_counter() - start
@@ -68,15 +75,19 @@ def evaluate_snn(
     timesteps: list[int],
     imgsz: int,
     batch: int = 8,
+    *,
+    precision: str = "fp32",
 ) -> tuple[dict[int, dict], dict[int, list[ImageDetections]], SpikeMonitor]:
     """Metrics at every T, with firing rate, SOPs and energy per image.
 
     The network decides how it is simulated: one simulation to max(T) serves every T, unless it holds neurons
     that restart from each run's whole input (:meth:`SpikingNetwork.restarting_neurons`: PASCAL, COS), whose
     read-out after t steps of a longer run is not their output at T = t; then each T is simulated on its own.
+    ``precision``: see :func:`~spikedet.spiking.precision.to_precision` (``auto`` resolved by the caller).
     Returns the metrics, the detections per T and the monitor of the last simulation.
     """
     timesteps = sorted(set(check_timesteps(timesteps)))
+    network, _ = to_precision(network, precision)
     groups = [[t] for t in timesteps] if network.restarting_neurons() else [timesteps]
     results: dict[int, dict] = {}
     dets: dict[int, list[ImageDetections]] = {}

@@ -9,11 +9,26 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["if_steps", "signed_if_steps", "cif_steps", "cos_offset", "pascal_accumulate", "pascal_emit"]
+__all__ = ["step_layout", "if_steps", "signed_if_steps", "cif_steps", "cos_offset", "pascal_accumulate", "pascal_emit"]
 
 
 def _current(x: torch.Tensor, t: int, constant: bool) -> torch.Tensor:
     return x if constant else x[t]
+
+
+def step_layout(x: torch.Tensor) -> torch.memory_format:
+    """``channels_last`` for a 4-D channels-last tensor (int8 convolutions return them), else contiguous: a
+    neuron keeps the layout of its input current in its state and spikes, so its updates never mix layouts."""
+    if x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
+        return torch.channels_last
+    return torch.contiguous_format
+
+
+def _step_buffer(v: torch.Tensor, steps: int) -> torch.Tensor:
+    """An uninitialised ``[steps, *v.shape]`` whose every step is laid out like ``v``."""
+    if step_layout(v) is torch.channels_last:
+        return torch.empty_strided((steps, *v.shape), (v.numel(), *v.stride()), dtype=v.dtype, device=v.device)
+    return torch.empty((steps, *v.shape), dtype=v.dtype, device=v.device)
 
 
 # Kernel design: each step writes the spike indicator straight into its output slice as a float (a comparison
@@ -37,7 +52,7 @@ def if_steps(
     constant (analog image) current off at step t (a sleep step); a time-varying input is always integrated,
     since in sleep steps it carries the upstream layers' corrections (its bias is masked upstream).
     """
-    out = torch.empty((steps, *v.shape), dtype=v.dtype, device=v.device)
+    out = _step_buffer(v, steps)
     compare = torch.ge if fire_ge else torch.gt
     for t in range(steps):
         if not constant or input_mask is None or input_mask[t]:
@@ -62,7 +77,7 @@ def signed_if_steps(
     A negative spike needs a positive net count first, so the count never goes negative. ``count`` is the net
     spike count, updated in place.
     """
-    out = torch.empty((steps, *v.shape), dtype=v.dtype, device=v.device)
+    out = _step_buffer(v, steps)
     neg = torch.empty_like(v)
     positive = torch.empty_like(v)
     floor = -eps * threshold
@@ -99,7 +114,7 @@ def cif_steps(
     drains its residual both ways and ends at ``clip(floor(Σ I / θ), 0, t_wake)`` spikes.
     ``wake_steps`` is a 0-dim tensor updated in place.
     """
-    out = torch.empty((steps, *v.shape), dtype=v.dtype, device=v.device)
+    out = _step_buffer(v, steps)
     neg = torch.empty_like(v)
     allowed = torch.empty_like(v)
     for t in range(steps):

@@ -34,6 +34,9 @@ class SpikingNeuron(StatefulModule):
     online = True
     # emits −θ as well as θ (its spike count is then Σ|out|/θ)
     signed = False
+    # the values its output takes, in units of θ; None when a spike has no fixed value (PASCAL's are worth
+    # θ·T/L). Low-precision inference (spikedet.spiking.precision) codes the inputs of the next layer with them.
+    spike_levels: tuple[int, ...] | None = (0, 1)
 
     def __init__(self, threshold: float | torch.Tensor, v0: float | torch.Tensor = 0.5) -> None:
         super().__init__()
@@ -56,7 +59,8 @@ class SpikingNeuron(StatefulModule):
         self.step_spikes = None
 
     def _init_state(self, shape: torch.Size, like: torch.Tensor) -> None:
-        self.v = (self.v0 * self.threshold).to(like.dtype).expand(shape).clone()
+        layout = F.step_layout(like if like.shape == shape else like[0])
+        self.v = (self.v0 * self.threshold).to(like.dtype).expand(shape).clone(memory_format=layout)
 
     def _run(self, x: torch.Tensor, steps: int, constant: bool) -> torch.Tensor:
         raise NotImplementedError
@@ -134,6 +138,7 @@ class SignedIFNeuron(SpikingNeuron):
 
     state_attrs = ("v", "count")
     signed = True
+    spike_levels = (-1, 0, 1)
     surrogate = "triangle"
     count: torch.Tensor | None
 
@@ -143,7 +148,7 @@ class SignedIFNeuron(SpikingNeuron):
 
     def _init_state(self, shape: torch.Size, like: torch.Tensor) -> None:
         super()._init_state(shape, like)
-        self.count = torch.zeros(shape, dtype=like.dtype, device=like.device)
+        self.count = torch.zeros_like(self.v)
 
     def _run(self, x: torch.Tensor, steps: int, constant: bool) -> torch.Tensor:
         if self.ctx.input_mask() is not None:
@@ -162,6 +167,7 @@ class CIFNeuron(SpikingNeuron):
 
     state_attrs = ("v", "count", "wake_steps")
     signed = True
+    spike_levels = (-1, 0, 1)
     count: torch.Tensor | None
     wake_steps: torch.Tensor | None
 
@@ -170,7 +176,7 @@ class CIFNeuron(SpikingNeuron):
 
     def _init_state(self, shape: torch.Size, like: torch.Tensor) -> None:
         super()._init_state(shape, like)
-        self.count = torch.zeros(shape, dtype=like.dtype, device=like.device)
+        self.count = torch.zeros_like(self.v)
         self.wake_steps = torch.zeros((), dtype=like.dtype, device=like.device)
 
     def _run(self, x: torch.Tensor, steps: int, constant: bool) -> torch.Tensor:
@@ -212,6 +218,7 @@ class PascalNeuron(SpikingNeuron):
     its mean exactly (front-loaded). Layer-sequential: an output exists only after all T input steps."""
 
     online = False
+    spike_levels = None  # up to ceil(L/T) quanta per step, each worth θ·T/L: no value fixed before T is
 
     def __init__(
         self, threshold: float | torch.Tensor, levels: int, v0: float | torch.Tensor = 0.5, tol: float = 8e-5
