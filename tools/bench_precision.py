@@ -42,7 +42,7 @@ def main() -> None:
     args = parser.parse_args()
 
     def job() -> None:
-        from spikedet.engine.bench_precision import (
+        from spikedet.deploy.bench_precision import (
             bench_precision,
             format_precision_bench,
         )

@@ -23,8 +23,10 @@ import cv2
 import torch
 from torch import nn
 
-from ..deploy.demo import frame_input
-from ..deploy.detector import AnnDetector, SpikingDetector
+from ..engine.evaluate import eval_dataset
+from ..engine.inference import image_batches
+from ..engine.loading import LoadedAnn, load_model
+from ..engine.recipe_run import build_snn
 from ..eval.coco import evaluate_coco
 from ..eval.detections import ImageDetections
 from ..models.family import family_of
@@ -41,10 +43,8 @@ from ..spiking.hardware import (
 from ..spiking.precision import CONCRETE_PRECISIONS, to_precision
 from ..spiking.runtime import SpikingNetwork, check_timesteps
 from ..validate import check_count, check_imgsz
-from .evaluate import eval_dataset
-from .loading import LoadedAnn, load_model
-from .recipe_run import build_snn
-from .inference import image_batches
+from .demo import frame_input
+from .detector import AnnDetector, SpikingDetector
 
 __all__ = ["bench_precision", "format_precision_bench"]
 
