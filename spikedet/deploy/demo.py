@@ -18,7 +18,7 @@ from ..engine.inference import letterbox
 from ..engine.loading import load_model, resolve_weights
 from ..models.family import family_of
 from ..models.postprocess import scaled_nms
-from ..spiking.precision import CONCRETE_PRECISIONS, to_precision
+from ..spiking.precision import check_concrete_precision, to_precision
 from ..spiking.runtime import SpikingNetwork
 from ..validate import check_count, check_fraction, check_imgsz, check_output_file
 from .backends import check_backend, make_backend_detector
@@ -219,8 +219,7 @@ def _check_settings(
 def _precision_backend(precision: str, backend: str, *, log: Callable[[str], Any] | None) -> str:
     """The backend that runs ``precision``: any for fp32; torch for the others (the compiled graphs are fp32),
     picked for ``auto`` and a ValueError for a compiled backend named explicitly."""
-    if precision not in CONCRETE_PRECISIONS:
-        raise ValueError(f"--precision must be one of {', '.join(CONCRETE_PRECISIONS)} here, got {precision!r}")
+    check_concrete_precision(precision, name="--precision")
     if precision == "fp32" or backend == "torch":
         return backend
     if backend != "auto":

@@ -7,7 +7,7 @@ from typing import Any
 
 from ..eval.coco import save_coco_results
 from ..recipes import get_recipe
-from ..spiking.precision import CONCRETE_PRECISIONS
+from ..spiking.precision import check_concrete_precision
 from ..spiking.runtime import check_timesteps
 from ..validate import check_count, check_imgsz, check_output_dir
 from .evaluate import eval_dataset, evaluate_ann, evaluate_snn
@@ -37,8 +37,7 @@ def evaluate_checkpoint(
     ``method``, as an SNN at each T. Detections carry the dataset's real category ids. ``precision``
     (``fp32``, ``bf16``, ``fp16`` or ``int8``; resolve ``auto`` first) applies to the ANN and the SNN alike.
     """
-    if precision not in CONCRETE_PRECISIONS:
-        raise ValueError(f"--precision must be one of {', '.join(CONCRETE_PRECISIONS)} here, got {precision!r}")
+    check_concrete_precision(precision, name="--precision")
     timesteps = sorted(set(check_timesteps(list(timesteps))))
     check_imgsz(imgsz)
     check_count(batch, name="--batch")

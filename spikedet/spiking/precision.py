@@ -21,7 +21,7 @@ from .coded_conv import CodedConv2d, FloatCodedConv2d, Int8CodedConv2d
 from .exact_inputs import InputCode, survey_inputs
 from .runtime import SpikingNetwork
 
-__all__ = ["CONCRETE_PRECISIONS", "PrecisionReport", "to_precision"]
+__all__ = ["CONCRETE_PRECISIONS", "PrecisionReport", "check_concrete_precision", "to_precision"]
 
 CONCRETE_PRECISIONS = ("fp32", "bf16", "fp16", "int8")
 _FLOAT_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -81,6 +81,13 @@ def _replace(root: nn.Module, name: str, new: nn.Module) -> None:
     setattr(parent, child, new)
 
 
+def check_concrete_precision(value: str, *, name: str = "precision") -> str:
+    """One of :data:`CONCRETE_PRECISIONS` (``auto`` already resolved), else a one-line ValueError naming them."""
+    if value not in CONCRETE_PRECISIONS:
+        raise ValueError(f"{name} must be one of {', '.join(CONCRETE_PRECISIONS)}, got {value!r}")
+    return value
+
+
 def to_precision(
     model: Model, precision: str, *, readouts: Sequence[str] = (), pools_exact: bool = True, survey_size: int = 64
 ) -> tuple[Model, PrecisionReport]:
@@ -91,9 +98,7 @@ def to_precision(
     that both run the same layers in low precision. ``pools_exact=False``: see
     :func:`~.exact_inputs.survey_inputs`. ``survey_size``: the input size of the survey's forward (any size the
     model takes; the result does not depend on it)."""
-    if precision not in CONCRETE_PRECISIONS:
-        raise ValueError(f"precision must be one of {', '.join(CONCRETE_PRECISIONS)}, got {precision!r}")
-    if precision == "fp32":
+    if check_concrete_precision(precision) == "fp32":
         return model, PrecisionReport("fp32")
     lowered = copy.deepcopy(model)
     survey = survey_inputs(lowered, imgsz=survey_size, pools_exact=pools_exact)
