@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+from pathlib import Path
 from typing import Any, Callable, NoReturn
 
-__all__ = ["ToolParser", "run_cli", "parse_assignments", "parse_settings", "parse_timesteps"]
+__all__ = ["ToolParser", "run_cli", "parse_assignments", "parse_settings", "parse_timesteps", "write_results"]
 
 
 class ToolParser(argparse.ArgumentParser):
@@ -65,3 +67,10 @@ def run_cli(job: Callable[[], None]) -> None:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)
+
+
+def write_results(result: dict[str, Any], path: Path) -> None:
+    """A benchmark's results as indented JSON at ``path`` (folders made as needed), and the line saying where."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2))
+    print(f"results: {path}")

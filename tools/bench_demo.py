@@ -13,13 +13,12 @@ inference on a video holding each evaluation image for --hold frames.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from spikedet.cli import run_cli  # noqa: E402
+from spikedet.cli import run_cli, write_results  # noqa: E402
 
 
 def main() -> None:
@@ -45,9 +44,7 @@ def main() -> None:
             backends=args.backends,
         )
         print(format_bench(result))
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=2))
-        print(f"results: {args.out}")
+        write_results(result, args.out)
 
     run_cli(job)
 

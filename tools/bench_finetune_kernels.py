@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import sys
 from pathlib import Path
 
@@ -16,6 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 import torch  # noqa: E402
 
+from spikedet.cli import write_results  # noqa: E402
 from spikedet.engine.loading import load_model  # noqa: E402
 from spikedet.engine.recipe_run import build_snn  # noqa: E402
 from spikedet.engine.yolo_finetune import SpikingDetectionModel  # noqa: E402
@@ -45,9 +45,7 @@ def main() -> None:
     rows += [(f"training step, {m} (batch {args.batch})", v) for m, v in result["steps"].items()]
     for name, v in rows:
         print(f"{name:<34} {v['eager']:>9.0f} {v['fused']:>9.0f} {v['eager'] / v['fused']:>7.2f}x")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2))
-    print(f"written: {args.out}")
+    write_results(result, args.out)
 
 
 if __name__ == "__main__":

@@ -13,13 +13,12 @@ fp32 is the noise floor of spike flips at float32 ties. Prints a table and write
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from spikedet.cli import ToolParser, parse_timesteps, run_cli  # noqa: E402
+from spikedet.cli import ToolParser, parse_timesteps, run_cli, write_results  # noqa: E402
 
 
 def main() -> None:
@@ -55,9 +54,7 @@ def main() -> None:
             demo_timesteps=args.demo_T, demo_imgsz=args.demo_imgsz, repeats=args.repeats, control=not args.no_control,
         )
         print(format_precision_bench(result))
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=2))
-        print(f"results: {args.out}")
+        write_results(result, args.out)
 
     run_cli(job)
 

@@ -9,7 +9,6 @@ The ANN reference is the same QCFS model with BatchNorm folded, on batch 1 and o
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -17,6 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 import torch  # noqa: E402
 
+from spikedet.cli import write_results  # noqa: E402
 from spikedet.models.yolo import build_yolo, yolo_analog, yolo_readouts  # noqa: E402
 from spikedet.spiking.bench import bench_runtime, format_table  # noqa: E402
 
@@ -42,9 +42,7 @@ def main() -> None:
     )
     result["model"] = args.model
     print(format_table(result))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2))
-    print(args.out)
+    write_results(result, args.out)
 
 
 if __name__ == "__main__":
