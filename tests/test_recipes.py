@@ -173,6 +173,29 @@ def test_dual_phase_weight_fit_stops_early_when_held_back_error_stops_falling(mo
     assert run(patience=100) == layers * 40
 
 
+def test_dual_phase_weight_fit_that_never_improves_leaves_the_weights_as_they_were(monkeypatch) -> None:
+    """Every optimizer step makes the fit worse: early stopping must return the starting weights, so the
+    "weights+shift" candidate is the original weights with a second shift (held-back error of the shift's size),
+    not the spoiled weights of the last step."""
+    net = small_detector(levels=3, seed=2)
+    calib = torch.rand(16, 3, 16, 16, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+
+    def spoil(self, *args, **kwargs) -> None:
+        for group in self.param_groups:
+            for p in group["params"]:
+                p.data.add_(1.0)
+
+    monkeypatch.setattr(torch.optim.Adam, "step", spoil)
+    network = get_recipe("dual_phase").build(net, READOUTS)
+    weights = {k: v.clone() for k, v in network.net.state_dict().items() if k.endswith("weight")}
+    report = calibrate_layerwise(network, net, calib, timesteps=3, weight_steps=10, lr=1e-2, check_every=2, patience=1)
+    for layer in report.layers.values():
+        errors = layer["candidates"]
+        assert errors["weights+shift"] <= 1.5 * max(errors["original"], errors["shift"]) + 1e-12
+    assert any(layer["kept"] == "weights+shift" for layer in report.layers.values())
+    assert all(torch.equal(network.net.state_dict()[k], w) for k, w in weights.items())
+
+
 def test_unknown_weight_fit_is_refused() -> None:
     net = small_detector()
     network = SpikingNetwork(convert(net, READOUTS))

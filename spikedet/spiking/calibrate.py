@@ -53,9 +53,10 @@ CALIBRATIONS: dict[str, dict[str, object]] = {
 
 @dataclass
 class CalibrationReport:
-    """What calibration changed: per layer, the held-back MSE before and after, and which state was kept."""
+    """What calibration changed: per layer, the held-back MSE before and after, which state was kept, and each
+    candidate state's held-back MSE."""
 
-    layers: dict[str, dict[str, float | str]] = field(default_factory=dict)
+    layers: dict[str, dict[str, Any]] = field(default_factory=dict)
     seconds: float = 0.0
     images: int = 0
 
@@ -180,7 +181,7 @@ def calibrate_layerwise(
 
     def fit_weights(neuron: SpikingNeuron, conv: nn.Conv2d, conv_in: torch.Tensor, target: torch.Tensor) -> None:
         """Layer-local BPTT (Adam, cosine schedule) with early stopping on the held-back images: the conv keeps
-        the state with the lowest held-back error, checked every ``check_every`` steps."""
+        the state with the lowest held-back error (its start included), checked every ``check_every`` steps."""
         params = [conv.weight] + ([conv.bias] if conv.bias is not None else [])
         opt = torch.optim.Adam(params, lr=lr)
         schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=weight_steps)
@@ -190,7 +191,8 @@ def calibrate_layerwise(
                 current, constant = layer_current(conv, conv_in, hold)
                 return float((surrogate_rate(neuron, current, constant) - target[hold]).pow(2).mean())
 
-        best, best_state, stale = held_back_error(), None, 0
+        # the start is a candidate too: a fit that never beats it leaves the original weights in place
+        best, best_state, stale = held_back_error(), {k: v.clone() for k, v in conv.state_dict().items()}, 0
         for step in range(1, weight_steps + 1):
             opt.zero_grad()
             with torch.enable_grad():
@@ -208,8 +210,7 @@ def calibrate_layerwise(
                 stale += 1
                 if stale >= patience:
                     break
-        if best_state is not None:
-            conv.load_state_dict(best_state)
+        conv.load_state_dict(best_state)
 
     def fit_weights_proxy(neuron: SpikingNeuron, conv: nn.Conv2d, conv_in: torch.Tensor, target: torch.Tensor) -> None:
         act = ann_acts[names[neuron]]
@@ -270,7 +271,8 @@ def calibrate_layerwise(
         neuron.v0 = v0
         if weights is not None:
             conv.load_state_dict(weights)
-        report.layers[name] = {"before": candidates[0][1], "after": error, "kept": kept}
+        report.layers[name] = {"before": candidates[0][1], "after": error, "kept": kept,
+                               "candidates": {c[0]: c[1] for c in candidates}}
         bar.update(1)
         busy.discard(neuron)
         # the kept candidate's output flows on; the neuron's end state does not matter, the runtime resets it
