@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["cache_dir", "configure_offline", "font_available", "import_ultralytics"]
+__all__ = ["cache_dir", "configure_offline", "font_available", "import_ultralytics", "torch_threads_kept"]
 
 
 def cache_dir() -> Path:
@@ -80,3 +82,20 @@ def import_ultralytics():
     if SETTINGS.get("sync", False):
         SETTINGS.update({"sync": False})
     return ultralytics
+
+
+@contextmanager
+def torch_threads_kept() -> Iterator[None]:
+    """Keep torch's thread count through ultralytics calls that pick a device.
+
+    ultralytics' ``select_device`` sets CPU runs to ``cpu_count - 1`` threads, a core left for loader workers.
+    spikedet loads CPU batches in the main process (``workers=0``), so on a 2-core machine that halved every
+    CPU training and validation (measured: one busy core through a whole fine-tuning run).
+    """
+    import torch
+
+    threads = torch.get_num_threads()
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -211,3 +212,26 @@ def test_ultralytics_validator_and_predictor_accept_ann_and_snn(tiny_ann: Path, 
     assert len(boxes) > 0  # conf 0.001: even an untrained head gives candidates
     assert set(boxes.cls.int().tolist()) <= set(names) and ((boxes.conf > 0) & (boxes.conf <= 1)).all()
     assert (boxes.xyxy[:, [0, 2]] <= width).all() and (boxes.xyxy[:, [1, 3]] <= height).all() and (boxes.xyxy >= 0).all()
+
+
+def test_ultralytics_trainers_and_validator_keep_torch_threads(tiny_ann: Path, tiny_data: Path, tmp_path: Path) -> None:
+    """ultralytics' select_device sets CPU runs to cpu_count - 1 threads; spikedet's trainers and validator
+    keep the count the process had (CPU batches load in the main process, so no core is left for workers)."""
+    from spikedet.data import export_ultralytics, load_dataset
+    from spikedet.engine.yolo_finetune import SpikingDetectionTrainer
+    from spikedet.models.yolo_train import QCFSDetectionTrainer
+    from spikedet.models.yolo_validate import validate_ultralytics
+
+    data_yaml = export_ultralytics(load_dataset(tiny_data, "train"), load_dataset(tiny_data, "val"))
+    before = torch.get_num_threads()
+    wanted = (os.cpu_count() or 1) + 1  # never what ultralytics would pick
+    torch.set_num_threads(wanted)
+    try:
+        for trainer in (QCFSDetectionTrainer, SpikingDetectionTrainer):
+            trainer(overrides={"data": str(data_yaml), "device": "cpu", "project": str(tmp_path), "name": "t",
+                               "exist_ok": True, "model": "yolov8n.yaml", "imgsz": 64})
+            assert torch.get_num_threads() == wanted, trainer.__name__
+        validate_ultralytics(load_model(tiny_ann, expect="ann").model, data_yaml, imgsz=64, batch=4)
+        assert torch.get_num_threads() == wanted
+    finally:
+        torch.set_num_threads(before)

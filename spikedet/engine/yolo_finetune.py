@@ -21,7 +21,7 @@ import torch.nn.functional as nn_functional
 import yaml
 
 from ..checkpoint import load_checkpoint, save_checkpoint
-from ..env import font_available, import_ultralytics
+from ..env import font_available, import_ultralytics, torch_threads_kept
 from ..spiking.convert import spiking_modules
 from ..spiking.distill import layer_distillation, matched_layers, record_outputs
 from ..spiking.runtime import check_timesteps
@@ -133,6 +133,10 @@ class SpikingDetectionModel(DetectionModel):
 
 class SpikingDetectionTrainer(DetectionTrainer):
     """ultralytics' detection trainer fine-tuning a spikedet spiking checkpoint named in the run's model yaml."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        with torch_threads_kept():  # ultralytics would leave a core idle on CPU
+            super().__init__(*args, **kwargs)
 
     def get_model(self, cfg: str | dict | None = None, weights: Any = None, verbose: bool = True) -> SpikingDetectionModel:
         cfg = cfg if isinstance(cfg, dict) else yaml.safe_load(Path(cfg).read_text())

@@ -14,7 +14,7 @@ import torch
 import yaml
 
 from ..checkpoint import PickledCheckpointError, load_checkpoint, save_checkpoint
-from ..env import font_available, import_ultralytics
+from ..env import font_available, import_ultralytics, torch_threads_kept
 from ..spiking.quant import QCFS
 from .ultralytics_checkpoint import load_ultralytics_model
 from .yolo import build_yolo, model_yaml, yolo_config
@@ -31,6 +31,10 @@ log = logging.getLogger(__name__)
 
 class QCFSDetectionTrainer(DetectionTrainer):
     """ultralytics' detection trainer building a spikedet YOLO (QCFS or SiLU) from the run's model yaml."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        with torch_threads_kept():  # ultralytics would leave a core idle on CPU
+            super().__init__(*args, **kwargs)
 
     def get_model(self, cfg: str | dict | None = None, weights: Any = None, verbose: bool = True):
         cfg = cfg if isinstance(cfg, dict) else yaml.safe_load(Path(cfg).read_text())

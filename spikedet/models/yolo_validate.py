@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..env import import_ultralytics
+from ..env import import_ultralytics, torch_threads_kept
 from ..spiking.runtime import SpikingNetwork, check_timesteps
 
 __all__ = ["UltralyticsSpikingModel", "validate_ultralytics"]
@@ -43,6 +43,7 @@ def validate_ultralytics(
         "data": str(data_yaml), "imgsz": imgsz, "batch": batch, "device": device, "plots": False,
         "conf": 0.001, "iou": 0.7, "half": False, "verbose": False, "save_json": False,
     }
-    validator = DetectionValidator(args=args)
-    stats = validator(model=copy.deepcopy(model))  # the validator fuses BN in place
+    with torch_threads_kept():
+        validator = DetectionValidator(args=args)
+        stats = validator(model=copy.deepcopy(model))  # the validator fuses BN in place
     return {"map50_95": float(stats["metrics/mAP50-95(B)"]), "map50": float(stats["metrics/mAP50(B)"])}
