@@ -26,8 +26,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-ann", action="store_true", help="skip the ANN evaluation of an ANN checkpoint")
     parser.add_argument("--precision", default="fp32",
                         help="auto, fp32 (default), bf16, fp16 or int8: the arithmetic of the layers fed by spikes "
-                             "(and, for the ANN, by QCFS levels); membranes and read-outs stay fp32. auto picks bf16 "
-                             "on CPUs with bf16 hardware, fp32 elsewhere (see BENCHMARKS.md)")
+                             "(and, for the ANN, by QCFS levels); membranes and read-outs stay fp32. auto picks a "
+                             "faster one only once measured within 0.3 mAP points of fp32: none is yet (BENCHMARKS.md)")
     args = parser.parse_args(argv)
 
     def job() -> None:

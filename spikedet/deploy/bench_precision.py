@@ -191,7 +191,7 @@ def format_precision_bench(result: dict[str, Any]) -> str:
     lines = [
         f"{result['dataset']} ({result['images']} images, {result['imgsz']} px), {result['method']}, "
         f"{result['threads']} threads, torch {result['torch']}, {result['cpu']}; CPU low-precision flags: "
-        f"{', '.join(result['cpu_low_precision_flags']) or 'none'}; auto -> {auto}" + (f" ({note})" if note else ""),
+        f"{', '.join(result['cpu_low_precision_flags']) or 'none'}; " + (note or f"auto: {auto}"),
         f"{'precision':<14} " + " ".join(f"{'T=' + str(t):>6}" for t in ts) + f" {'ANN':>6} "
         f"{'SNN img/s':>9} {'ANN img/s':>9} {'demo SNN T=' + str(demo['timesteps']) + ' ms':>17} {'demo ANN ms':>11}",
     ]

@@ -1,8 +1,10 @@
 """Which arithmetic precision a machine runs fast, and the ``--precision`` setting resolved against it.
 
-``auto`` picks bf16 on a CPU with bf16 hardware (AVX-512 BF16 or AMX), bf16 (else fp16) on CUDA, and fp32
-everywhere else, with one line saying why. ``int8`` runs on oneDNN's x86 quantized convolution (CPU only);
-``fp16`` needs CUDA or a CPU with fp16 hardware. What the setting does to a model: :mod:`.precision`.
+``auto`` picks the fastest precision the hardware runs (bf16 on a CPU with AVX-512 BF16 or AMX, int8 on an x86
+CPU with oneDNN, bf16 else fp16 on CUDA) among those measured to keep mAP within 0.3 points of fp32
+(:data:`ACCURATE_PRECISIONS`), and fp32 otherwise, with one line saying why. ``int8`` runs on oneDNN's x86
+quantized convolution (CPU only); ``fp16`` needs CUDA or a CPU with fp16 hardware. What the setting does to a
+model: :mod:`.precision`.
 """
 from __future__ import annotations
 
@@ -14,18 +16,24 @@ from pathlib import Path
 import torch
 
 __all__ = [
+    "ACCURATE_PRECISIONS",
     "CPU_BF16_FLAGS",
     "CPU_FP16_FLAGS",
     "PRECISIONS",
     "Hardware",
     "check_precision",
     "cpu_flags",
+    "fast_precisions",
     "int8_kernels",
     "probe_hardware",
     "resolve_precision",
 ]
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")
+# The low precisions ``auto`` may pick: measured within 0.3 mAP50-95 points of fp32 at T = 1, 2, 4, 8 for every
+# online recipe on BCCD (BENCHMARKS.md, "Low-precision spiking inference"). None is yet: int8 lost up to 1.81
+# points (qcfs, T = 1), bf16 up to 1.44; fp16/bf16 on a GPU are unmeasured. An explicit --precision still runs.
+ACCURATE_PRECISIONS: frozenset[str] = frozenset()
 # /proc/cpuinfo flags of the CPU features whose kernels make bf16 (fp16) convolutions faster than fp32
 CPU_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
 CPU_FP16_FLAGS = frozenset({"avx512_fp16", "amx_fp16"})
@@ -97,6 +105,15 @@ def probe_hardware(*, device: str | torch.device = "cpu") -> Hardware:
     )
 
 
+def fast_precisions(hw: Hardware) -> list[str]:
+    """The low precisions ``hw`` runs faster than fp32, fastest first."""
+    if hw.device == "cuda":
+        return ["bf16", "fp16"] if hw.cuda_bf16 else ["fp16"]
+    if hw.device != "cpu":
+        return []
+    return (["bf16"] if hw.cpu_bf16 else []) + (["int8"] if hw.int8 else [])
+
+
 def check_precision(value: str, *, name: str = "--precision") -> str:
     """One of :data:`PRECISIONS`, else a one-line ValueError naming the choices."""
     if value not in PRECISIONS:
@@ -112,13 +129,14 @@ def resolve_precision(
     check_precision(precision, name=name)
     hw = hardware or probe_hardware(device=device)
     if precision == "auto":
-        if hw.device == "cuda":
-            return ("bf16" if hw.cuda_bf16 else "fp16"), None
-        if hw.device == "cpu" and hw.cpu_bf16:
-            return "bf16", None
-        if hw.device == "cpu":
-            return "fp32", "no avx512_bf16/amx on this CPU: fp32"
-        return "fp32", f"no low-precision kernels known for {hw.device}: fp32"
+        fast = fast_precisions(hw)
+        accurate = [p for p in fast if p in ACCURATE_PRECISIONS]
+        if accurate:
+            return accurate[0], None
+        if fast:
+            return "fp32", (f"auto: fp32 (faster here: {', '.join(fast)}; none measured within 0.3 mAP points of "
+                            f"fp32, see BENCHMARKS.md; --precision {fast[0]} chooses it)")
+        return "fp32", f"auto: fp32 (no low-precision kernels known for this {hw.device})"
     if precision == "int8" and not hw.int8:
         where = "CPU only" if hw.device != "cpu" else "oneDNN's x86 quantized convolution, not available here"
         raise ValueError(f"{name} int8 needs {where}; use fp32 or bf16")
