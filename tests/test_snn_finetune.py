@@ -303,12 +303,14 @@ def test_snn_detection_loss_falls_on_a_fixed_batch(shipped_snn, tmp_path: Path, 
 
 @pytest.fixture(scope="module")
 def finetuned(tiny_yolo_checkpoint, tmp_path_factory) -> tuple[Path, Path, Path]:
-    """``(fine-tuned checkpoint, data, out folder)``: the tiny YOLO converted with qcfs, fine-tuned 1 epoch."""
+    """``(fine-tuned checkpoint, data, out folder)``: the tiny YOLO converted with qcfs, fine-tuned 1 epoch
+    (initial potentials trained too, as in the shipped T = 4 checkpoint)."""
     from spikedet.engine.snn_finetune import finetune_snn
 
     checkpoint, data = tiny_yolo_checkpoint
     out = tmp_path_factory.mktemp("finetune")
-    path = finetune_snn(checkpoint, data=data, out=out, timesteps=[1, 2], epochs=1, batch=8, imgsz=64, extra={"lr0": 1e-3})
+    path = finetune_snn(checkpoint, data=data, out=out, timesteps=[1, 2], epochs=1, batch=8, imgsz=64, train_v0=True,
+                        extra={"lr0": 1e-3})
     return path, data, out
 
 
@@ -323,7 +325,8 @@ def test_finetuned_checkpoint_round_trips_without_train_eval_mismatch(finetuned)
     source = load_checkpoint(out / "snn_qcfs.pt")[1]
     changed = [k for k in state if k.endswith(".weight") and not torch.equal(state[k], source[k])]
     thresholds = [k for k in state if k.endswith(".threshold") and not torch.equal(state[k], source[k])]
-    assert changed and thresholds, "fine-tuning changed no weight or threshold"
+    potentials = [k for k in state if k.endswith(".v0") and not torch.equal(state[k], source[k])]
+    assert changed and thresholds and potentials, "fine-tuning changed no weight, threshold or initial potential"
 
     network = load_model(path, expect="snn").network
     trained, _ = load_ultralytics(out / "train" / "weights" / "last.pt")
