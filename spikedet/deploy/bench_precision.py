@@ -26,7 +26,6 @@ from torch import nn
 from ..engine.evaluate import eval_dataset
 from ..engine.inference import image_batches
 from ..engine.loading import LoadedAnn, load_model
-from ..engine.recipe_run import build_snn
 from ..eval.coco import evaluate_coco
 from ..eval.detections import ImageDetections
 from ..models.family import family_of
@@ -44,21 +43,18 @@ from ..spiking.precision import CONCRETE_PRECISIONS, to_precision
 from ..spiking.runtime import SpikingNetwork, check_timesteps
 from ..validate import check_count, check_imgsz
 from .demo import frame_input
-from .detector import AnnDetector, SpikingDetector
+from .detector import AnnDetector, SpikingDetector, comparison_ann, spiking_network
 
 __all__ = ["bench_precision", "format_precision_bench"]
 
 
 def _models(weights: str | Path, method: str) -> tuple[SpikingNetwork, nn.Module | None, dict, Recipe]:
-    """``(network, BN-folded ANN or None, config, recipe)`` of an ANN or SNN checkpoint."""
+    """``(network, BN-folded ANN or None, config, recipe)`` of an ANN or SNN checkpoint, loaded as the demo
+    loads them (an ANN converted with ``method``, which must need no calibration data)."""
     loaded = load_model(weights)
     if isinstance(loaded, LoadedAnn):
-        recipe = get_recipe(method)
-        if recipe.calibration:
-            raise ValueError(f"method '{method}' calibrates on training images: convert with tools/convert_det.py first")
-        return build_snn(loaded.model, recipe), fold_batchnorm(loaded.model), loaded.config, recipe
-    ann_path = loaded.ann_path
-    ann = fold_batchnorm(load_model(ann_path, expect="ann").model) if ann_path else None
+        return spiking_network(loaded, method=method), fold_batchnorm(loaded.model), loaded.config, get_recipe(method)
+    ann = comparison_ann(loaded.ann_path).model if loaded.ann_path else None
     return loaded.network, ann, loaded.config, loaded.recipe
 
 

@@ -59,8 +59,7 @@ def evaluate_ann(
     """pycocotools (and VOC) metrics of an ANN, with its MACs and energy per image. ``precision``: see
     :func:`~spikedet.spiking.precision.to_precision` (``auto`` resolved by the caller)."""
     family = family_of(model)
-    if precision != "fp32":  # fp32 leaves the model as it is
-        model, _ = to_precision(model, precision, readouts=family.readouts(model))
+    model, _ = to_precision(model, precision, readouts=family.readouts(model))  # fp32: the model itself
     start = time.perf_counter()
     postprocess = family.postprocess
     dets = predict_dataset(lambda x: {"ann": model(x)}, dataset, imgsz, batch, desc="ANN", postprocess=postprocess)["ann"]
