@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, NoReturn
 
-__all__ = ["ToolParser", "run_cli", "parse_assignments", "parse_settings", "parse_timesteps", "write_results"]
+__all__ = ["ToolParser", "run_cli", "parse_assignments", "parse_settings", "parse_timesteps", "resolved_precision", "write_results"]
 
 
 class ToolParser(argparse.ArgumentParser):
@@ -51,6 +51,16 @@ def parse_settings(items: list[str], flag: str) -> dict[str, Any]:
     from .recipes import parse_scalar
 
     return {key: parse_scalar(value) for key, value in parse_assignments(items, flag).items()}
+
+
+def resolved_precision(text: str) -> str:
+    """The concrete precision ``--precision text`` stands for; prints ``auto``'s one line when it falls back."""
+    from .spiking.hardware import resolve_precision  # torch: imported inside the job, after parsing
+
+    precision, note = resolve_precision(text)
+    if note:
+        print(note)
+    return precision
 
 
 def run_cli(job: Callable[[], None]) -> None:

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["cache_dir", "configure_offline", "font_available", "import_ultralytics", "torch_threads_kept"]
+__all__ = ["cache_dir", "configure_offline", "font_available", "import_ultralytics", "quiet", "torch_threads_kept"]
 
 
 def cache_dir() -> Path:
@@ -29,13 +29,18 @@ def cache_dir() -> Path:
     return path
 
 
+def quiet() -> bool:
+    """Whether the user asked for no progress bars or per-epoch lines (``--quiet`` sets ``SPIKEDET_QUIET=1``)."""
+    return bool(os.environ.get("SPIKEDET_QUIET"))
+
+
 def configure_offline() -> None:
     """Set the environment ultralytics reads at import so it never touches the network."""
     os.environ["YOLO_OFFLINE"] = "1"  # skips the DNS probe: ultralytics.utils.ONLINE becomes False
     os.environ["YOLO_AUTOINSTALL"] = "false"  # never pip-install a "missing" requirement
     os.environ.setdefault("YOLO_CONFIG_DIR", str(cache_dir() / "ultralytics"))
     # ultralytics' progress bars and per-epoch lines are what users watch; SPIKEDET_QUIET=1 (--quiet) hides them
-    os.environ.setdefault("YOLO_VERBOSE", "false" if os.environ.get("SPIKEDET_QUIET") else "true")
+    os.environ.setdefault("YOLO_VERBOSE", "false" if quiet() else "true")
     _provide_font(Path(os.environ["YOLO_CONFIG_DIR"]) / "Ultralytics")
 
 

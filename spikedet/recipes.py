@@ -20,7 +20,7 @@ from .spiking.neuron import NEURONS
 from .spiking.runtime import SpikingNetwork
 from .spiking.schedule import SCHEDULES, OnlineSchedule, Schedule
 
-__all__ = ["CONFIG_DIR", "Recipe", "available_recipes", "get_recipe", "override_recipe", "parse_scalar"]
+__all__ = ["CONFIG_DIR", "Recipe", "available_recipes", "data_free_recipe", "get_recipe", "override_recipe", "parse_scalar"]
 
 CONFIG_DIR = shipped("configs/convert")
 
@@ -109,6 +109,16 @@ def get_recipe(name: str | Path) -> Recipe:
         name=name, neuron=neuron, schedule=schedule,
         neuron_args=dict(spec.get("neuron_args") or {}), calibration=calibration,
     )
+
+
+def data_free_recipe(name: str | Path) -> Recipe:
+    """The recipe ``name``, refused when it calibrates on data: tools that convert on the fly have no training
+    images, so such a recipe is converted once with ``convert_det.py`` and its SNN checkpoint used instead."""
+    recipe = get_recipe(name)
+    if recipe.calibration is not None:
+        raise ValueError(f"--method {recipe.name} calibrates on data: convert first (tools/convert_det.py --method "
+                         f"{recipe.name}) and pass the SNN checkpoint it writes as --weights")
+    return recipe
 
 
 def parse_scalar(text: str) -> Any:

@@ -66,13 +66,20 @@ def small_detector(levels: int = 4, casc: bool = False, pools: bool = True, seed
                    dtype: torch.dtype = torch.float64) -> SmallDetector:
     """A SmallDetector in eval mode with non-trivial BatchNorm statistics (activations in a moderate range)."""
     torch.manual_seed(seed)
-    net = SmallDetector(levels, casc, pools)
+    return firing_batchnorm(SmallDetector(levels, casc, pools)).to(dtype).eval()
+
+
+def firing_batchnorm(
+    net: nn.Module, *, mean: float = 0.3, var: tuple[float, float] = (0.3, 1.0), weight: tuple[float, float] = (0.6, 1.2),
+) -> nn.Module:
+    """``net`` with random BatchNorm statistics and affine terms (means in ±``mean``, biases in [0, 0.3]) that keep
+    a random network's activations in the range where its neurons fire; drawn from torch's global generator."""
     for bn in (m for m in net.modules() if isinstance(m, nn.BatchNorm2d)):
-        bn.running_mean.uniform_(-0.3, 0.3)
-        bn.running_var.uniform_(0.3, 1.0)
-        bn.weight.data.uniform_(0.6, 1.2)
+        bn.running_mean.uniform_(-mean, mean)
+        bn.running_var.uniform_(*var)
+        bn.weight.data.uniform_(*weight)
         bn.bias.data.uniform_(0.0, 0.3)
-    return net.to(dtype).eval()
+    return net
 
 
 def with_levels(net: nn.Module, levels: int) -> nn.Module:

@@ -116,7 +116,7 @@ ARGUMENT_CASES = [
     ("eval", ["--max-images", "0"], "--max-images must be an integer >= 1"),
     ("eval", ["--T", "2,x"], "--T expects integers >= 1 separated by commas"),
     ("eval", ["--method", "nope"], "unknown method 'nope'"),
-    ("eval", ["--method", "dual_phase"], "calibrates on training images"),
+    ("eval", ["--method", "dual_phase"], "calibrates on data: convert first"),
     ("eval", ["--weights", "{missing}"], "checkpoint not found"),
     ("eval", ["--weights", str(ANN), "--data", "{missing}"], "dataset not found"),
     ("train", ["--imgsz", "0"], "--imgsz must be a positive multiple of 32"),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from spiking_nets import ConvBNAct
+from spiking_nets import ConvBNAct, firing_batchnorm
 from torch import nn
 from torch.nn import functional as F
 
@@ -52,13 +52,7 @@ class TinyDetector(nn.Module):
 def tiny(seed: int = 0) -> TinyDetector:
     """A TinyDetector in eval mode with BN statistics that keep activations in a range where neurons fire."""
     torch.manual_seed(seed)
-    net = TinyDetector()
-    for m in net.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            m.running_mean.uniform_(-0.3, 0.3)
-            m.running_var.uniform_(0.3, 1.0)
-            m.weight.data.uniform_(0.6, 1.2)
-            m.bias.data.uniform_(0.0, 0.3)
+    net = firing_batchnorm(TinyDetector())
     for i, q in enumerate(quantized_activations(net)):
         q[1].clip.data.fill_(0.8 + 0.1 * i)  # every layer its own λ, so that sums and concats mix quanta
     return net.eval()

@@ -25,6 +25,7 @@ from spikedet.spiking import IFNeuron, ReadOut, SpikingMaxPool
 from spikedet.spiking.accounting import SpikeMonitor
 from spikedet.spiking.convert import UNSUPPORTED, ConversionError, fold_batchnorm, is_analog
 from spikedet.spiking.quant import QCFS
+from spiking_nets import firing_batchnorm
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = dict(width=0.25, imgsz=64, batch=8, extra={"workers": 0})
@@ -37,12 +38,8 @@ def _tiny_ssd(**kwargs) -> SSDQCFS:
 
 def _firing(model: nn.Module) -> nn.Module:
     """Non-trivial BN statistics and a small clip, so that every layer of a random model fires."""
+    firing_batchnorm(model, mean=0.2, var=(0.5, 1.5), weight=(0.5, 1.5))
     for module in model.modules():
-        if isinstance(module, nn.BatchNorm2d):
-            module.running_mean.uniform_(-0.2, 0.2)
-            module.running_var.uniform_(0.5, 1.5)
-            module.weight.data.uniform_(0.5, 1.5)
-            module.bias.data.uniform_(0.0, 0.3)
         if isinstance(module, QCFS):
             module.clip.data.fill_(1.0)
     return model.eval()
@@ -396,3 +393,20 @@ def test_spike_aware_fine_tuning_of_the_ssd(tiny_ssd: Path, tiny_data: Path, tmp
     for t, got in zip([1, 2], steps_of(out, steps=2, batch=2, timesteps=[1, 2])):
         for key in ("bbox_regression", "cls_logits"):
             assert torch.equal(got[key].detach(), expected[t][key]), (t, key)
+
+
+def test_ssd_fine_tuning_quiet_prints_no_epoch_lines(
+    tiny_ssd: Path, tiny_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--quiet (SPIKEDET_QUIET=1) hides the SSD loop's bars and per-epoch lines; without it each epoch prints one."""
+    from spikedet.engine.snn_finetune import finetune_snn
+
+    def epoch_lines(out: Path) -> list[str]:
+        finetune_snn(tiny_ssd, data=tiny_data, out=out, timesteps=[1], epochs=1, batch=8, imgsz=64, extra={"workers": 0})
+        captured = capsys.readouterr()
+        return [line for line in captured.out.splitlines() if line.startswith('{"epoch"')] + [
+            line for line in captured.err.splitlines() if "epoch 1/1" in line]
+
+    assert len(epoch_lines(tmp_path / "loud")) >= 1
+    monkeypatch.setenv("SPIKEDET_QUIET", "1")
+    assert epoch_lines(tmp_path / "quiet") == []

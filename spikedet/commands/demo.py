@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 
 
-from spikedet.cli import ToolParser, run_cli
+from spikedet.cli import ToolParser, resolved_precision, run_cli
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -62,11 +62,8 @@ def main(argv: list[str] | None = None) -> None:
     def job() -> None:
         from spikedet.deploy.demo import run_demo
         from spikedet.deploy.video import SourceError
-        from spikedet.spiking.hardware import resolve_precision
 
-        precision, note = resolve_precision(args.precision)
-        if note:
-            print(note)
+        precision = resolved_precision(args.precision)
         summary = run_demo(
             args.source, weights=args.weights, timesteps=args.T, imgsz=args.imgsz, save=args.save,
             show=not args.no_show, stream_state=args.stream_state, steps_per_frame=args.steps_per_frame,

@@ -9,7 +9,7 @@ import argparse
 from pathlib import Path
 
 
-from spikedet.cli import ToolParser, parse_timesteps, run_cli
+from spikedet.cli import ToolParser, parse_timesteps, resolved_precision, run_cli
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -32,13 +32,10 @@ def main(argv: list[str] | None = None) -> None:
 
     def job() -> None:
         from spikedet.engine.coco_eval import evaluate_checkpoint
-        from spikedet.spiking.hardware import resolve_precision
         from spikedet.validate import check_output_file
 
         check_output_file(args.json, name="--json")
-        precision, note = resolve_precision(args.precision)
-        if note:
-            print(note)
+        precision = resolved_precision(args.precision)
         out = Path(args.json).parent
         summary = evaluate_checkpoint(
             args.weights, args.data, parse_timesteps(args.T), out, args.method, args.split, args.imgsz,

@@ -19,7 +19,7 @@ from ..checkpoint import CheckpointError, CheckpointKindError
 from ..engine.loading import LoadedAnn, LoadedSnn, load_model
 from ..engine.recipe_run import build_snn
 from ..models.postprocess import decoded_output
-from ..recipes import get_recipe
+from ..recipes import data_free_recipe
 from ..spiking import ReadOut, SpikingMaxPool, SpikingNetwork, SpikingNeuron, check_timesteps, fold_batchnorm
 
 __all__ = [
@@ -41,11 +41,7 @@ def spiking_network(loaded: LoadedAnn | LoadedSnn, *, method: str | None = None)
             raise CheckpointError(f"{loaded.path} holds an SNN converted with {loaded.recipe.name}; --method applies "
                                   "to ANN checkpoints")
         return loaded.network
-    recipe = get_recipe(method or "qcfs")
-    if recipe.calibration is not None:
-        raise ValueError(f"--method {recipe.name} calibrates on data: convert first (tools/convert_det.py --method "
-                         f"{recipe.name}) and pass the SNN checkpoint it writes as --weights")
-    return build_snn(loaded.model, recipe)
+    return build_snn(loaded.model, data_free_recipe(method or "qcfs"))
 
 
 def comparison_ann(weights: str | Path) -> LoadedAnn:

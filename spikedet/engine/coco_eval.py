@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from ..eval.coco import save_coco_results
-from ..recipes import get_recipe
+from ..recipes import data_free_recipe
 from ..spiking.precision import check_concrete_precision
 from ..spiking.runtime import check_timesteps
 from ..validate import check_count, check_imgsz, check_output_dir
@@ -47,9 +47,7 @@ def evaluate_checkpoint(
     loaded = load_model(weights)
     config = loaded.config
     if isinstance(loaded, LoadedAnn):  # the recipe is checked before the dataset is read
-        recipe = get_recipe(method)
-        if recipe.calibration:
-            raise ValueError(f"method '{method}' calibrates on training images: convert with tools/convert_det.py first")
+        recipe = data_free_recipe(method)
     dataset, data = eval_dataset(config, data, split, max_images)
     imgsz = imgsz or config.get("imgsz", 320)
     out = Path(out)

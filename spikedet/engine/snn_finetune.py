@@ -14,7 +14,7 @@ from typing import Any
 
 from ..checkpoint import load_checkpoint, save_checkpoint
 from ..data import default_splits, export_ultralytics, load_dataset
-from ..recipes import get_recipe
+from ..recipes import data_free_recipe
 from ..spiking.runtime import check_timesteps
 from ..spiking.surrogate import SURROGATES
 from ..spiking.trainable import check_trainable
@@ -38,12 +38,7 @@ def prepare_snn(weights: str | Path, *, method: str, out: Path) -> Path:
     _, _, kind = load_checkpoint(weights)
     if kind == "snn":
         return Path(weights)
-    recipe = get_recipe(method)
-    if recipe.calibration:
-        raise ValueError(
-            f"recipe '{method}' calibrates on data: convert first (tools/convert_det.py --method {method}) and "
-            "fine-tune the spiking checkpoint it writes"
-        )
+    recipe = data_free_recipe(method)
     loaded = load_model(weights, expect="ann")
     network, config = build_snn(loaded.model, recipe), loaded.config
     check_trainable(network.net)

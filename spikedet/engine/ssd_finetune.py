@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from ..checkpoint import save_checkpoint
 from ..data.records import DetectionDataset
+from ..env import quiet
 from ..models.ssd_loss import SSDLoss
 from ..spiking.convert import spiking_modules
 from ..spiking.distill import layer_distillation, matched_layers, record_outputs
@@ -86,7 +87,7 @@ def finetune_ssd_snn(
     for epoch in range(epochs):
         net.train()
         started, sums, seen = time.perf_counter(), {"loss": 0.0, "box": 0.0, "cls": 0.0, "kd": 0.0}, 0
-        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{epochs}", leave=False)
+        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{epochs}", leave=False, disable=quiet())
         for images, targets in bar:
             images = images.to(dev)
             targets = [{k: v.to(dev) for k, v in t.items()} for t in targets]
@@ -123,7 +124,8 @@ def finetune_ssd_snn(
             metrics, _, _ = evaluate_snn(network, val, [steps], imgsz, batch=16)
             row.update(val_map50_95=metrics[steps]["map50_95"], val_map50=metrics[steps]["map50"], val_T=steps)
         history.append(row)
-        print(json.dumps(row))
+        if not quiet():
+            print(json.dumps(row))
         # every epoch: an interrupted run keeps what it has learnt (the device copy keeps training)
         save_checkpoint(path, net, "snn", dict(config, finetune=dict(meta or {}, history=history, epochs_done=epoch + 1)))
     return Path(path)

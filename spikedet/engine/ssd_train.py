@@ -26,6 +26,7 @@ from ..checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from ..data import default_splits, load_dataset
 from ..data.augment import apply_transform, train_transform
 from ..data.records import DatasetError, DetectionDataset
+from ..env import quiet
 from ..models.ssd import SSDQCFS, build_ssd, ssd_backbone_name, ssd_config
 from ..models.ssd_loss import SSDLoss
 from ..spiking.quant import TRAINING_ACTIVATIONS
@@ -193,7 +194,7 @@ def train_ssd(
     for epoch in range(start, epochs):
         net.train()
         started, sums, seen = time.perf_counter(), {"loss": 0.0, "box": 0.0, "cls": 0.0}, 0
-        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{epochs}", leave=False)
+        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{epochs}", leave=False, disable=quiet())
         for images, targets in bar:
             images = images.to(dev, non_blocking=True)
             targets = [{k: v.to(dev) for k, v in t.items()} for t in targets]
@@ -220,7 +221,8 @@ def train_ssd(
         if (epoch + 1) % val_every == 0 or epoch + 1 == epochs:
             row.update({f"val_{k}": v for k, v in _evaluate(net, val, imgsz, dev).items()})
         history.append(row)
-        print(json.dumps(row))
+        if not quiet():
+            print(json.dumps(row))
         _save(out, net, optimizer, scheduler, scaler, dict(config, epochs_done=epoch + 1), history)
 
     level_tag = levels if isinstance(levels, int) else "mixed"

@@ -28,7 +28,6 @@ the paper; an update is kept only if it lowers the held-back error.
 """
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,6 +36,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from ..env import quiet
 from .neuron import SpikingNeuron
 from .quant import QCFS
 from .runtime import SpikingNetwork
@@ -289,9 +289,8 @@ def calibrate_layerwise(
             for conv in (_synaptic_layer(net, n) for n in names.values())
             if conv is not None
         ]
-    # calibration takes minutes with weight fits: one bar step per layer (SPIKEDET_QUIET=1 hides it)
-    bar = tqdm(total=len(names), desc=f"calibrating T={timesteps}", unit="layer", leave=False,
-               disable=bool(os.environ.get("SPIKEDET_QUIET")))
+    # calibration takes minutes with weight fits: one bar step per layer (--quiet hides it)
+    bar = tqdm(total=len(names), desc=f"calibrating T={timesteps}", unit="layer", leave=False, disable=quiet())
     try:
         with torch.no_grad():
             network(images, timesteps)
