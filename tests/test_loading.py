@@ -26,7 +26,7 @@ def test_one_loader_reads_either_kind_into_typed_objects() -> None:
     assert ann.config["class_names"] == load_checkpoint(ANN)[0]["class_names"]
     snn = load_model(SNN)
     assert isinstance(snn, LoadedSnn) and snn.kind == "snn" and isinstance(snn.network, SpikingNetwork)
-    assert snn.recipe == Recipe.from_dict(snn.config["recipe"]) and snn.recipe.name == "qcfs"
+    assert snn.recipe == Recipe.from_dict(snn.config["recipe"]) and snn.recipe.name == "fast_snn"
     assert snn.ann_path is not None and snn.ann_path.name == ANN.name  # the ANN shipped beside it
     assert isinstance(load_model(ANN, expect="ann"), LoadedAnn) and isinstance(load_model(SNN, expect="snn"), LoadedSnn)
     with pytest.raises(AttributeError):

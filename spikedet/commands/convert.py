@@ -1,6 +1,7 @@
 """Convert a clip-quantized detector into a spiking detector and evaluate it at several T.
 
-With no arguments: the shipped YOLOv8n-QCFS (L=4) on the embedded synthetic dataset, method qcfs, T=1,2,4,8.
+With no arguments: the shipped spiking YOLOv8n of the embedded synthetic dataset (fast_snn, fine-tuned at T = 4 then 2),
+beside the ANN it came from, at T=1,2,4,8.
 """
 from __future__ import annotations
 
