@@ -39,3 +39,13 @@ def test_bad_results():
     del no_ann["ann"]
     with pytest.raises(ValueError, match="method 'm': results: 'ann' has no number 'map50_95'"):
         plot_methods({"m": no_ann}, "unused.png")
+
+
+def test_many_methods_get_distinct_colours_and_a_legend_outside(tmp_path):
+    """Twelve rows (recipes plus fine-tuned networks) stay tellable apart: no colour repeats below 21 lines."""
+    from spikedet.eval.plots import method_colours
+
+    assert len(set(method_colours(12))) == 12 and len(set(method_colours(20))) == 20
+    assert method_colours(3) == ["C0", "C1", "C2"]
+    many = {f"m{i}": results(f"m{i}", 0.01 * (i % 3)) for i in range(12)}
+    assert is_png(plot_methods(many, tmp_path / "many.png"))

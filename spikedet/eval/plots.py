@@ -13,10 +13,11 @@ from __future__ import annotations
 from pathlib import Path
 
 # Figure + the Agg canvas directly, not pyplot: no display needed and no global backend switched.
+from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-__all__ = ["plot_map_vs_timesteps", "plot_methods"]
+__all__ = ["method_colours", "plot_map_vs_timesteps", "plot_methods"]
 
 _METRICS = {"map50_95": "mAP50-95", "map50": "mAP50"}
 
@@ -48,8 +49,8 @@ def _curve(results: dict, key: str, x: str = "T") -> tuple[list[int], list[float
     return [t for t, _ in points], [v for _, v in points], _metric(results.get("ann"), key, "'ann'")
 
 
-def _new_axes(title: str, xlabel: str = "timesteps T"):
-    fig = Figure(figsize=(6.4, 4.4), layout="constrained")
+def _new_axes(title: str, xlabel: str = "timesteps T", *, width: float = 6.4):
+    fig = Figure(figsize=(width, 4.4), layout="constrained")
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
     ax.set_title(title)
@@ -60,11 +61,14 @@ def _new_axes(title: str, xlabel: str = "timesteps T"):
     return fig, ax
 
 
-def _save(fig: Figure, ax, steps: set[int], path: str | Path) -> Path:
+def _save(fig: Figure, ax, steps: set[int], path: str | Path, *, legend_outside: bool = False) -> Path:
     ticks = sorted(steps)
     ax.set_xticks(ticks, [str(t) for t in ticks])
     ax.minorticks_off()  # log-axis minor ticks would add unlabelled marks between the T values
-    ax.legend(fontsize="small")
+    if legend_outside:  # many lines: a legend inside would cover them
+        fig.legend(loc="outside right upper", fontsize="small")
+    else:
+        ax.legend(fontsize="small")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
@@ -84,23 +88,35 @@ def plot_map_vs_timesteps(results: dict, path: str | Path) -> Path:
     return _save(fig, ax, steps, path)
 
 
+def method_colours(count: int) -> list:
+    """``count`` distinct colours: matplotlib's 10-colour cycle, or tab20 beyond 10 lines (up to 20 distinct)."""
+    if count <= 10:
+        return [f"C{i}" for i in range(count)]
+    tab20 = colormaps["tab20"]
+    return [tab20(i % 20) for i in range(count)]
+
+
 def plot_methods(results_by_method: dict[str, dict], path: str | Path, *, x: str = "T") -> Path:
     """PNG of SNN mAP50-95 vs T (or ``x="steps_total"``: vs the steps each simulation really took), one line per
-    method; each method's ANN as a dashed line of its colour (once per distinct ANN value)."""
+    method; each distinct ANN value as one dashed line, in the colour of the first method converted from it."""
     if x not in ("T", "steps_total"):
         raise ValueError(f"x must be 'T' or 'steps_total', got {x!r}")
     if not isinstance(results_by_method, dict) or not results_by_method:
         raise ValueError("results_by_method must be a non-empty dict {method: results}")
     datasets = sorted({str(r.get("dataset", "?")) for r in results_by_method.values() if isinstance(r, dict)})
-    fig, ax = _new_axes(f"{', '.join(datasets)} - mAP50-95 by method", "timesteps T" if x == "T" else "steps_total")
+    many = len(results_by_method) > 4
+    fig, ax = _new_axes(f"{', '.join(datasets)} - mAP50-95 by method", "timesteps T" if x == "T" else "steps_total",
+                        width=9.6 if many else 6.4)
     steps: set[int] = set()
-    for i, (method, results) in enumerate(results_by_method.items()):
+    anns: set[float] = set()
+    for colour, (method, results) in zip(method_colours(len(results_by_method)), results_by_method.items()):
         try:
             ts, values, ann = _curve(results, "map50_95", x)
         except ValueError as err:
             raise ValueError(f"method {method!r}: {err}") from None
-        colour = f"C{i % 10}"
         ax.plot(ts, values, marker="o", color=colour, label=f"{method} (SNN)")
-        ax.axhline(ann, linestyle="--", color=colour, label=f"{method} (ANN)")
+        if round(ann, 6) not in anns:  # fine-tuned rows share their ANN: one reference line, not one per row
+            anns.add(round(ann, 6))
+            ax.axhline(ann, linestyle="--", color=colour, label=f"{method} (ANN)")
         steps.update(ts)
-    return _save(fig, ax, steps, path)
+    return _save(fig, ax, steps, path, legend_outside=many)
