@@ -41,7 +41,7 @@ def test_bad_results():
         plot_methods({"m": no_ann}, "unused.png")
 
 
-def test_many_methods_get_distinct_colours_and_a_legend_outside(tmp_path):
+def test_many_methods_get_distinct_colours(tmp_path):
     """Twelve rows (recipes plus fine-tuned networks) stay tellable apart: no colour repeats below 21 lines."""
     from spikedet.eval.plots import method_colours
 

@@ -115,8 +115,9 @@ def plot_methods(results_by_method: dict[str, dict], path: str | Path, *, x: str
         except ValueError as err:
             raise ValueError(f"method {method!r}: {err}") from None
         ax.plot(ts, values, marker="o", color=colour, label=f"{method} (SNN)")
-        if round(ann, 6) not in anns:  # fine-tuned rows share their ANN: one reference line, not one per row
-            anns.add(round(ann, 6))
+        reference = round(ann, 6)  # fine-tuned rows share their ANN: one reference line, not one per row
+        if reference not in anns:
+            anns.add(reference)
             ax.axhline(ann, linestyle="--", color=colour, label=f"{method} (ANN)")
         steps.update(ts)
     return _save(fig, ax, steps, path, legend_outside=many)
