@@ -115,7 +115,7 @@ def survey_inputs(
     calls: Counter[str] = Counter()
 
     def force(module: nn.Module, args: Any, output: torch.Tensor) -> torch.Tensor:
-        return _forced_output(module, output.shape, generator, ones).to(output.device)
+        return _forced_output(module, output.shape, generator, ones).to(output)
 
     def inspect(name: str):
         def hook(module: nn.Module, args: tuple, output: torch.Tensor) -> None:
@@ -144,7 +144,7 @@ def survey_inputs(
         hooks.append(module.register_forward_hook(inspect(name)))
     # two samples per forward: two time steps of one image, or two images for an ANN
     image = torch.rand(1 if isinstance(model, SpikingNetwork) else steps, 3, imgsz, imgsz, generator=generator)
-    image = image.to(next(net.parameters()).device)
+    image = image.to(next(net.parameters()))  # its device and dtype
     try:
         with torch.no_grad():
             for ones in (True, False):

@@ -11,6 +11,7 @@ import torch
 
 from . import functional as F
 from .context import StatefulModule
+from .counting import step_counts
 from .quant import QCFS
 from .registry import Registry
 from .surrogate import if_steps_surrogate, signed_if_steps_surrogate
@@ -75,8 +76,7 @@ class SpikingNeuron(StatefulModule):
             self._init_state(shape, x)
         out = self._run(x, steps, constant_steps is not None)
         if self.ctx.record:
-            # Σ|out| per step in one pass (an L1 norm; signed neurons emit −θ too), in units of θ
-            self.step_spikes = torch.linalg.vector_norm(out.reshape(steps, -1), ord=1, dim=1) / self.threshold
+            self.step_spikes = step_counts(out, self.threshold, signed=self.signed, exact=self.spike_levels is not None)
             self.spike_count += float(self.step_spikes.sum())
             self.neuron_steps += out.numel()
         return out
