@@ -14,6 +14,7 @@ threshold, the floor under which a low precision's difference is noise rather th
 from __future__ import annotations
 
 import copy
+from dataclasses import asdict
 import platform
 import time
 from pathlib import Path
@@ -33,6 +34,7 @@ from ..models.postprocess import scaled_nms
 from ..recipes import Recipe, get_recipe
 from ..spiking.bench import time_ms
 from ..spiking.convert import fold_batchnorm
+from ..spiking.divergence import quantizer_divergence
 from ..spiking.hardware import (
     CPU_BF16_FLAGS,
     CPU_FP16_FLAGS,
@@ -83,6 +85,25 @@ def _supported(precisions: list[str]) -> tuple[list[str], dict[str, str]]:
     return ok, refused
 
 
+DIVERGENCE_IMAGES = 2
+
+
+def _divergence(reference: nn.Module, other: nn.Module, images: torch.Tensor, timesteps: int) -> list[dict]:
+    return [asdict(layer) for layer in quantizer_divergence(reference, other, images, timesteps=timesteps)]
+
+
+def _divergence_line(name: str, kind: str, layers: list[dict], timesteps: int) -> str:
+    flipped = [layer["flipped"] for layer in layers]
+    what = f"spikes at T={timesteps}" if kind == "SNN" else "QCFS levels"
+    mean = f"mean {100 * sum(flipped) / len(flipped):.2f} % over {len(flipped)} quantizer layers"
+    first = next((i for i, f in enumerate(flipped) if f > 0), None)
+    if first is None:
+        return f"{name} {kind}: {what} identical to fp32's in all {len(flipped)} quantizer layers"
+    return (f"{name} {kind}: {what} differing from fp32: {100 * flipped[first]:.4f} % in layer {first + 1} (the "
+            f"first that differs), {100 * flipped[len(flipped) // 2]:.3f} % midway, {100 * flipped[-1]:.2f} % in the "
+            f"last; {mean}")
+
+
 def bench_precision(
     weights: str | Path,
     *,
@@ -123,7 +144,7 @@ def bench_precision(
         "imgsz": imgsz, "timesteps": timesteps, "batch": batch, "threads": threads, "torch": torch.__version__,
         "cpu": platform.processor() or platform.machine(), "cuda": torch.cuda.is_available(),
         "cpu_low_precision_flags": sorted(flags & (CPU_BF16_FLAGS | CPU_FP16_FLAGS | {"avx512_vnni", "amx_int8"})),
-        "auto": resolve_precision("auto"), "refused": refused, "precisions": {},
+        "auto": resolve_precision("auto"), "refused": refused, "precisions": {}, "divergence_images": DIVERGENCE_IMAGES,
     }
     models: dict[str, dict[str, Any]] = {}
     if control:
@@ -161,6 +182,18 @@ def bench_precision(
         if (name, "ann") in dets:
             row["ann"] = evaluate_coco(dataset, dets[name, "ann"]).map50_95
             row["ann_images_per_s"] = len(dataset) / seconds[name, "ann"]
+
+    # where each precision's quantizer outputs part from fp32's, layer by layer: why its mAP moves
+    probe = next(iter(image_batches(dataset.records[:DIVERGENCE_IMAGES], imgsz, DIVERGENCE_IMAGES)))[0]
+    if "fp32" in models:
+        reference = models["fp32"]
+        for name, pair in models.items():
+            if name == "fp32":
+                continue
+            row = result["precisions"][name]
+            row["snn_divergence"] = _divergence(reference["snn"], pair["snn"], probe, demo_timesteps)
+            if pair["ann"] is not None:
+                row["ann_divergence"] = _divergence(reference["ann"], pair["ann"], probe, demo_timesteps)
 
     # the demo's per-frame work on one evaluation image, every detector timed in turns
     frame = cv2.imread(dataset.records[0].path, cv2.IMREAD_COLOR)
@@ -206,5 +239,12 @@ def format_precision_bench(result: dict[str, Any]) -> str:
             lines.append(f"SNN {row['snn_layers']['summary']}")
             if row["ann_layers"]:
                 lines.append(f"ANN {row['ann_layers']['summary']}")
+    images = result.get("divergence_images", DIVERGENCE_IMAGES)
+    for name, row in result["precisions"].items():
+        for kind in ("SNN", "ANN"):
+            if f"{kind.lower()}_divergence" in row:
+                lines.append(_divergence_line(name, kind, row[f"{kind.lower()}_divergence"], demo["timesteps"]))
+    if any("snn_divergence" in row for row in result["precisions"].values()):
+        lines.append(f"(divergence: on the first {images} evaluation images, every quantizer layer in forward order)")
     lines += [f"{name} refused here: {why}" for name, why in result["refused"].items()]
     return "\n".join(lines)
