@@ -14,15 +14,17 @@ def test_precisions_side_by_side_with_their_divergence():
     result = bench_precision(WEIGHTS, precisions=["fp32", "int8"], timesteps=[1, 2], max_images=4, repeats=1,
                              demo_timesteps=2)
     rows = result["precisions"]
-    assert list(rows) == ["fp32 reordered", "fp32", "int8"]
+    assert list(rows) == ["fp32 reordered", "fp32 noise 1", "fp32 noise 2", "fp32", "int8"]
     neurons = sum(isinstance(m, SpikingNeuron) for m in spiking_network(load_model(WEIGHTS)).net.modules())
     assert "snn_divergence" not in rows["fp32"]
-    for name in ("fp32 reordered", "int8"):
+    for name in ("fp32 reordered", "fp32 noise 1", "fp32 noise 2", "int8"):
         assert len(rows[name]["snn_divergence"]) == neurons
         assert all(0.0 <= layer["flipped"] <= 1.0 for layer in rows[name]["snn_divergence"])
-    mean = {name: sum(layer["flipped"] for layer in rows[name]["snn_divergence"]) / neurons
-            for name in ("fp32 reordered", "int8")}
-    assert mean["int8"] > 10 * mean["fp32 reordered"]  # rounded weights flip far more spikes than summation order
+    mean = {name: sum(layer["flipped"] for layer in row["snn_divergence"]) / neurons
+            for name, row in rows.items() if name != "fp32"}
+    # rounded weights, or random errors of their size, flip far more spikes than summation order
+    for name in ("fp32 noise 1", "fp32 noise 2", "int8"):
+        assert mean[name] > 10 * mean["fp32 reordered"]
     assert rows["int8"]["snn_layers"]["lowered"]
     for row in rows.values():
         assert set(row["snn"]) == {"1", "2"} and row["snn_images_per_s"] > 0 and "ann" in row

@@ -8,7 +8,9 @@ Per precision (those this machine runs; the others are listed with the reason): 
 --T from one anytime simulation and of the ANN it came from (same precision), images/s of that evaluation, and
 the demo's per-frame milliseconds (letterbox, network, NMS) at --demo-T and --demo-imgsz, every model timed in
 turns on the same images; and a control row, fp32 summed in another order (channels-last), whose distance from
-fp32 is the noise floor of spike flips at float32 ties. Prints a table and writes JSON.
+fp32 is the noise floor of spike flips at float32 ties. Below the table, per precision: the share of spikes (and
+of the ANN's QCFS levels) that differ from fp32's, from the first layer that differs to the last, on the first
+two images: how far the rounding spreads. Prints a table and writes JSON.
 """
 from __future__ import annotations
 
@@ -37,6 +39,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=15, help="demo frames timed per model (median)")
     parser.add_argument("--no-control", action="store_true",
                         help="leave out the 'fp32 reordered' row (fp32 summed in another order: the noise floor)")
+    parser.add_argument("--noise-controls", type=int, default=2,
+                        help="rows 'fp32 noise k' with int8 measured: fp32 with random weight errors of int8's size")
     parser.add_argument("--out", type=Path, default=Path("outputs/bench_precision.json"))
     args = parser.parse_args()
 
@@ -52,6 +56,7 @@ def main() -> None:
             args.weights, data=args.data, method=args.method, precisions=args.precisions.split(","),
             timesteps=parse_timesteps(args.T), batch=args.batch, max_images=args.max_images, threads=args.threads,
             demo_timesteps=args.demo_T, demo_imgsz=args.demo_imgsz, repeats=args.repeats, control=not args.no_control,
+            noise_controls=args.noise_controls,
         )
         print(format_precision_bench(result))
         write_results(result, args.out)

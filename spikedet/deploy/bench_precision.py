@@ -9,7 +9,14 @@ T, NMS) in milliseconds, the median of repeated frames timed in turns.
 
 A control row, ``fp32 reordered``, runs fp32 with channels-last convolutions: the same arithmetic summed in another
 order. Its distance from fp32 is how much mAP moves when float32 rounding alone flips the spikes that sit on a
-threshold, the floor under which a low precision's difference is noise rather than its own error.
+threshold, the floor under which a low precision's difference is noise rather than its own error. That floor is
+low: reordering flips almost no spike. With int8 measured, rows ``fp32 noise k`` add the control of int8's size:
+fp32 whose weights carry random errors as large as int8's rounding (:func:`~spikedet.spiking.divergence.int8_sized_noise`);
+how far their mAP strays from fp32 is what a perturbation of that size does by chance.
+
+Per precision, :func:`~spikedet.spiking.divergence.quantizer_divergence` against fp32 on the first evaluation
+images says how many spikes (and ANN levels) it changes, layer by layer: where the rounding starts to show and
+how far it spreads through the network.
 """
 from __future__ import annotations
 
@@ -34,7 +41,7 @@ from ..models.postprocess import scaled_nms
 from ..recipes import Recipe, get_recipe
 from ..spiking.bench import time_ms
 from ..spiking.convert import fold_batchnorm
-from ..spiking.divergence import quantizer_divergence
+from ..spiking.divergence import int8_sized_noise, quantizer_divergence
 from ..spiking.hardware import (
     CPU_BF16_FLAGS,
     CPU_FP16_FLAGS,
@@ -119,17 +126,21 @@ def bench_precision(
     demo_imgsz: int = 320,
     repeats: int = 15,
     control: bool = True,
+    noise_controls: int = 2,
 ) -> dict[str, Any]:
     """Measure every supported precision of ``precisions`` on the model in ``weights`` (an ANN checkpoint is
     converted with ``method``; an SNN checkpoint compares with the ANN it names, when that is found). The
     returned dict is JSON-ready; see :func:`format_precision_bench`. ``control`` adds the ``fp32 reordered`` row
-    (see the module docstring)."""
+    and, when int8 is measured, ``noise_controls`` rows ``fp32 noise k``: fp32 with weight errors the size of
+    int8's rounding, drawn from seed k (see the module docstring)."""
     timesteps = sorted(set(check_timesteps(list(timesteps))))
     check_imgsz(imgsz)
     check_imgsz(demo_imgsz, name="--demo-imgsz")
     for value, name in ((batch, "--batch"), (threads, "--threads"), (repeats, "--repeats"), (demo_timesteps, "--demo-T")):
         check_count(value, name=name)
     check_count(max_images, name="--max-images", optional=True)
+    if isinstance(noise_controls, bool) or not isinstance(noise_controls, int) or noise_controls < 0:
+        raise ValueError(f"--noise-controls must be an integer >= 0, got {noise_controls!r}")
     names, refused = _supported(list(precisions))
     torch.set_num_threads(threads)
     network, ann, config, recipe = _models(weights, method)
@@ -150,6 +161,10 @@ def bench_precision(
     if control:
         models[CONTROL] = {"snn": _reordered(network), "ann": _reordered(ann) if ann is not None else None}
         result["precisions"][CONTROL] = {"snn_layers": None, "ann_layers": None}
+        for seed in range(1, noise_controls + 1) if "int8" in names else ():
+            noisy_ann = int8_sized_noise(ann, seed=seed, readouts=family_of(ann).readouts(ann)) if ann is not None else None
+            models[f"fp32 noise {seed}"] = {"snn": int8_sized_noise(network, seed=seed), "ann": noisy_ann}
+            result["precisions"][f"fp32 noise {seed}"] = {"snn_layers": None, "ann_layers": None}
     for name in names:
         snn, snn_report = to_precision(network, name)
         lowered_ann, ann_report = (None, None)

@@ -41,12 +41,15 @@ class CodedConv2d(nn.Conv2d):
         inverse = (1.0 / code.quantum).view(1, -1, 1, 1).to(conv.weight.device)
         self.register_buffer("inverse_quantum", inverse, persistent=False)
 
+    def weight_quantum(self) -> torch.Tensor:
+        """The input quantum each weight multiplies, ``[C_out, C_in / groups, 1, 1]``."""
+        quantum = self.code.quantum.to(self.weight.device).view(self.groups, -1)  # [groups, C_in / groups]
+        per_output = quantum.repeat_interleave(self.out_channels // self.groups, dim=0)  # [C_out, C_in / groups]
+        return per_output[:, :, None, None]
+
     def folded_weight(self) -> torch.Tensor:
         """``W[o, c] · quantum[c]`` in fp32: the weight that multiplies integer codes."""
-        weight = self.weight.detach().float()
-        quantum = self.code.quantum.to(weight.device).view(self.groups, -1)  # [groups, C_in / groups]
-        per_output = quantum.repeat_interleave(self.out_channels // self.groups, dim=0)  # [C_out, C_in / groups]
-        return weight * per_output[:, :, None, None]
+        return self.weight.detach().float() * self.weight_quantum()
 
     def codes(self, x: torch.Tensor) -> torch.Tensor:
         """The integer codes ``k`` of ``x``: bool for plain spikes (``x != 0``), float otherwise."""
