@@ -32,7 +32,8 @@ __all__ = [
 PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")
 # The low precisions ``auto`` may pick: measured within 0.3 mAP50-95 points of fp32 at T = 1, 2, 4, 8 for every
 # online recipe on BCCD (BENCHMARKS.md, "Low-precision spiking inference"). None is yet: int8 lost up to 1.81
-# points (qcfs, T = 1), bf16 up to 1.44; fp16/bf16 on a GPU are unmeasured. An explicit --precision still runs.
+# points (qcfs, T = 1), bf16 up to 1.44 (random weight errors of int8's size move mAP as much: the networks
+# amplify any perturbation); fp16/bf16 on a GPU are unmeasured. An explicit --precision still runs.
 ACCURATE_PRECISIONS: frozenset[str] = frozenset()
 # /proc/cpuinfo flags of the CPU features whose kernels make bf16 (fp16) convolutions faster than fp32
 CPU_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
