@@ -35,6 +35,7 @@ from .models.family import family_of
 from .recipes import Recipe, available_recipes, get_recipe, override_recipe
 from .spiking.hardware import resolve_precision
 from .spiking.runtime import SpikingNetwork, check_timesteps
+from .validate import check_device
 
 __all__ = ["Detector", "Detections", "StepMetrics", "ValResults", "load", "methods", "train"]
 
@@ -172,22 +173,25 @@ class Detector:
     def val(
         self, *, data: str | Path | None = None, T: int | tuple[int, ...] = (1, 2, 4, 8), split: str | None = None,
         max_images: int | None = None, batch: int = 8, imgsz: int | None = None, precision: str = "fp32",
+        device: str = "cpu",
     ) -> ValResults:
         """pycocotools mAP on ``data``'s evaluation split (default: the data the model was trained on); a
         spiking detector at every ``T`` from one simulation where its neurons allow, beside its ANN if known.
         ``precision`` (``auto``, ``fp32``, ``bf16``, ``fp16``, ``int8``) applies to both; ``auto`` is resolved
-        against this machine and the result's ``precision`` says what ran."""
-        precision = resolve_precision(precision, name="precision")[0]
+        against ``device`` (``cpu``, ``cuda``, ``cuda:N``: where the networks run; the model moves there) and the
+        result's ``precision`` says what ran."""
+        device = check_device(device, name="device")
+        precision = resolve_precision(precision, device=device, name="precision")[0]
         dataset, spec = eval_dataset(self.config, data, split, max_images)
         size = imgsz or self.imgsz
         if self.kind == "ann":
-            metrics, _ = evaluate_ann(self.model, dataset, size, batch, precision=precision)
+            metrics, _ = evaluate_ann(self.model, dataset, size, batch, precision=precision, device=device)
             return ValResults(dataset=f"{spec}:{dataset.split}", method="ann", ann=_metrics(metrics), precision=precision)
         timesteps = sorted(set(check_timesteps([T] if isinstance(T, int) else list(T))))
-        snn, _, _ = evaluate_snn(self.model, dataset, timesteps, size, batch, precision=precision)
+        snn, _, _ = evaluate_snn(self.model, dataset, timesteps, size, batch, precision=precision, device=device)
         ann = None
         if self._ann is not None:
-            ann = _metrics(evaluate_ann(self._ann, dataset, size, batch, precision=precision)[0])
+            ann = _metrics(evaluate_ann(self._ann, dataset, size, batch, precision=precision, device=device)[0])
         return ValResults(dataset=f"{spec}:{dataset.split}", method=self.config["recipe"]["name"], ann=ann,
                           steps={t: _metrics(m) for t, m in snn.items()}, precision=precision)
 

@@ -53,11 +53,12 @@ def parse_settings(items: list[str], flag: str) -> dict[str, Any]:
     return {key: parse_scalar(value) for key, value in parse_assignments(items, flag).items()}
 
 
-def resolved_precision(text: str) -> str:
-    """The concrete precision ``--precision text`` stands for; prints ``auto``'s one line when it falls back."""
+def resolved_precision(text: str, *, device: str = "cpu") -> str:
+    """The concrete precision ``--precision text`` stands for on ``device``; prints ``auto``'s one line when it
+    falls back."""
     from .spiking.hardware import resolve_precision  # torch: imported inside the job, after parsing
 
-    precision, note = resolve_precision(text)
+    precision, note = resolve_precision(text, device=device)
     if note:
         print(note)
     return precision

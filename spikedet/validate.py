@@ -5,12 +5,30 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-__all__ = ["MAX_IMGSZ", "check_count", "check_fraction", "check_imgsz", "check_output_dir", "check_output_file", "check_positive"]
+__all__ = ["MAX_IMGSZ", "check_count", "check_device", "check_fraction", "check_imgsz", "check_output_dir", "check_output_file", "check_positive"]
 
 
 # Largest input side accepted: a batch of 8 such inputs already takes over 1.6 GB as float32, and anything
 # larger is a typo (an extra digit) rather than a detector setting.
 MAX_IMGSZ = 4096
+
+
+def check_device(device: str, *, name: str = "--device") -> str:
+    """``cpu``, ``cuda`` or ``cuda:N`` naming a device this machine has."""
+    import torch  # only when a device is checked: the tools parse their arguments before importing torch
+
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"{name} must be cpu, cuda or cuda:N, got {device!r}") from None
+    if parsed.type not in ("cpu", "cuda"):
+        raise ValueError(f"{name} must be cpu, cuda or cuda:N, got {device!r}")
+    if parsed.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"{name} {device}: no CUDA device is available here; use --device cpu")
+        if parsed.index is not None and parsed.index >= torch.cuda.device_count():
+            raise ValueError(f"{name} {device}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    return str(parsed)
 
 
 def check_imgsz(imgsz: int | None, *, name: str = "--imgsz") -> int | None:

@@ -74,7 +74,7 @@ def test_monitor_counts(setup, steps):
     assert int8["energy_mj"] == pytest.approx(0.23e-9 * rep["macs_analog"] + 0.03e-9 * rep["sops"], rel=1e-12)
     # one count serves both: the neurons' running totals (the demo's rates) and the monitor's per-step lists
     for name, neuron in monitor.neurons.items():
-        assert sum(monitor.spikes.get(name, [])) == pytest.approx(neuron.spike_count, rel=1e-6)  # unused: 0
+        assert sum(monitor.spikes.get(name, [])) == pytest.approx(float(neuron.spike_count), rel=1e-6)  # unused: 0
 
 
 def test_prefix_report_equals_separate_simulation(setup):

@@ -28,18 +28,20 @@ def main(argv: list[str] | None = None) -> None:
                         help="auto, fp32 (default), bf16, fp16 or int8: the arithmetic of the layers fed by spikes "
                              "(and, for the ANN, by QCFS levels); membranes and read-outs stay fp32. auto picks a "
                              "faster one only once measured within 0.3 mAP points of fp32: none is yet (BENCHMARKS.md)")
+    parser.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N: where the networks run")
     args = parser.parse_args(argv)
 
     def job() -> None:
         from spikedet.engine.coco_eval import evaluate_checkpoint
-        from spikedet.validate import check_output_file
+        from spikedet.validate import check_device, check_output_file
 
         check_output_file(args.json, name="--json")
-        precision = resolved_precision(args.precision)
+        device = check_device(args.device)
+        precision = resolved_precision(args.precision, device=device)
         out = Path(args.json).parent
         summary = evaluate_checkpoint(
             args.weights, args.data, parse_timesteps(args.T), out, args.method, args.split, args.imgsz,
-            args.batch, args.max_images, with_ann=not args.no_ann, precision=precision,
+            args.batch, args.max_images, with_ann=not args.no_ann, precision=precision, device=device,
         )
         for name, lines in summary["coco_lines"].items():
             print(f"== {name} ({summary['dataset']}) ==")

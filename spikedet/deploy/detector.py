@@ -135,7 +135,7 @@ class _SpikingBase(FrameDetector):
     def _counted(self, run: Callable[[], Any]) -> Any:
         before = [(m.spike_count, m.neuron_steps) for m in self.neurons]
         out = run()
-        spikes = [m.spike_count - s for m, (s, _) in zip(self.neurons, before)]
+        spikes = [float(m.spike_count - s) for m, (s, _) in zip(self.neurons, before)]
         steps = [m.neuron_steps - n for m, (_, n) in zip(self.neurons, before)]
         self.rates = [s / n if n else 0.0 for s, n in zip(spikes, steps)]
         self.rate = sum(spikes) / sum(steps) if sum(steps) else 0.0

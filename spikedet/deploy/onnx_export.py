@@ -60,7 +60,8 @@ def _monitored_steps(network: SpikingNetwork, x: torch.Tensor, timesteps: int) -
         outputs = network.anytime(x, list(range(1, timesteps + 1)), record=True)
     finally:
         monitor.close()
-    return outputs, [[monitor.spikes[name][t] for name in monitor.neurons] for t in range(timesteps)]
+    spikes = monitor.spikes
+    return outputs, [[spikes[name][t] for name in monitor.neurons] for t in range(timesteps)]
 
 
 def check_stateful(network: SpikingNetwork, samples: list[torch.Tensor], out: Path, timesteps: int, opset: int,

@@ -7,9 +7,10 @@ from typing import Any
 
 from ..eval.coco import save_coco_results
 from ..recipes import data_free_recipe
+from ..spiking.hardware import resolve_precision
 from ..spiking.precision import check_concrete_precision
 from ..spiking.runtime import check_timesteps
-from ..validate import check_count, check_imgsz, check_output_dir
+from ..validate import check_count, check_device, check_imgsz, check_output_dir
 from .evaluate import eval_dataset, evaluate_ann, evaluate_snn
 from .loading import DEFAULT_WEIGHTS, LoadedAnn, load_model
 from .recipe_run import build_snn
@@ -30,14 +31,17 @@ def evaluate_checkpoint(
     with_ann: bool = True,
     *,
     precision: str = "fp32",
+    device: str = "cpu",
 ) -> dict[str, Any]:
     """Evaluate with pycocotools; write COCO-format detections per model and a summary JSON.
 
     An SNN checkpoint is simulated as stored; an ANN checkpoint is evaluated as is and, converted with
     ``method``, as an SNN at each T. Detections carry the dataset's real category ids. ``precision``
-    (``fp32``, ``bf16``, ``fp16`` or ``int8``; resolve ``auto`` first) applies to the ANN and the SNN alike.
+    (``fp32``, ``bf16``, ``fp16`` or ``int8``; resolve ``auto`` first) applies to the ANN and the SNN alike, both
+    run on ``device`` (``cpu``, ``cuda``, ``cuda:N``).
     """
-    check_concrete_precision(precision, name="--precision")
+    device = check_device(device)
+    resolve_precision(check_concrete_precision(precision, name="--precision"), device=device)  # runs there?
     timesteps = sorted(set(check_timesteps(list(timesteps))))
     check_imgsz(imgsz)
     check_count(batch, name="--batch")
@@ -55,7 +59,7 @@ def evaluate_checkpoint(
 
     summary: dict[str, Any] = {
         "dataset": f"{data}:{dataset.split}", "weights": str(weights), "imgsz": imgsz, "images": len(dataset),
-        "precision": precision,
+        "precision": precision, "device": device,
     }
     lines: dict[str, list[str]] = {}
     if isinstance(loaded, LoadedAnn):
@@ -63,14 +67,14 @@ def evaluate_checkpoint(
         network = build_snn(model, recipe)
         summary["method"] = method
         if with_ann:
-            metrics, dets = evaluate_ann(model, dataset, imgsz, batch, precision=precision)
+            metrics, dets = evaluate_ann(model, dataset, imgsz, batch, precision=precision, device=device)
             save_coco_results(dets, dataset.category_ids, out / "detections_ann.json")
             lines["ANN"] = metrics.pop("coco_lines")
             summary["ann"] = metrics
     else:
         network = loaded.network
         summary["method"] = loaded.recipe.name
-    snn, dets_by_t, _ = evaluate_snn(network, dataset, timesteps, imgsz, batch, precision=precision)
+    snn, dets_by_t, _ = evaluate_snn(network, dataset, timesteps, imgsz, batch, precision=precision, device=device)
     summary["snn"] = {}
     for t, metrics in snn.items():
         save_coco_results(dets_by_t[t], dataset.category_ids, out / f"detections_snn_T{t}.json")

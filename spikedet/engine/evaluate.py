@@ -54,15 +54,18 @@ def _metrics(dataset: DetectionDataset, dets: list[ImageDetections]) -> dict[str
 
 
 def evaluate_ann(
-    model: nn.Module, dataset: DetectionDataset, imgsz: int, batch: int = 8, *, precision: str = "fp32"
+    model: nn.Module, dataset: DetectionDataset, imgsz: int, batch: int = 8, *, precision: str = "fp32",
+    device: str = "cpu",
 ) -> tuple[dict, list[ImageDetections]]:
     """pycocotools (and VOC) metrics of an ANN, with its MACs and energy per image. ``precision``: see
-    :func:`~spikedet.spiking.precision.to_precision` (``auto`` resolved by the caller)."""
+    :func:`~spikedet.spiking.precision.to_precision` (``auto`` resolved by the caller). ``device``: where it runs
+    (the model is moved there)."""
     family = family_of(model)
-    model, _ = to_precision(model, precision, readouts=family.readouts(model))  # fp32: the model itself
+    model, _ = to_precision(model.to(device), precision, readouts=family.readouts(model))  # fp32: the model itself
     start = time.perf_counter()
     postprocess = family.postprocess
-    dets = predict_dataset(lambda x: {"ann": model(x)}, dataset, imgsz, batch, desc="ANN", postprocess=postprocess)["ann"]
+    dets = predict_dataset(lambda x: {"ann": model(x)}, dataset, imgsz, batch, desc="ANN", postprocess=postprocess,
+                           device=device)["ann"]
     metrics = _metrics(dataset, dets)
     metrics["seconds"] = time.perf_counter() - start
     return metrics, dets
@@ -76,6 +79,7 @@ def evaluate_snn(
     batch: int = 8,
     *,
     precision: str = "fp32",
+    device: str = "cpu",
 ) -> tuple[dict[int, dict], dict[int, list[ImageDetections]], SpikeMonitor]:
     """Metrics at every T, with firing rate, SOPs and energy per image.
 
@@ -83,10 +87,11 @@ def evaluate_snn(
     that restart from each run's whole input (:meth:`SpikingNetwork.restarting_neurons`: PASCAL, COS), whose
     read-out after t steps of a longer run is not their output at T = t; then each T is simulated on its own.
     ``precision``: see :func:`~spikedet.spiking.precision.to_precision` (``auto`` resolved by the caller).
+    ``device``: where it runs (the network is moved there); statistics stay on it until the report.
     Returns the metrics, the detections per T and the monitor of the last simulation.
     """
     timesteps = sorted(set(check_timesteps(timesteps)))
-    network, _ = to_precision(network, precision)
+    network, _ = to_precision(network.to(device), precision)
     groups = [[t] for t in timesteps] if network.restarting_neurons() else [timesteps]
     results: dict[int, dict] = {}
     dets: dict[int, list[ImageDetections]] = {}
@@ -96,7 +101,7 @@ def evaluate_snn(
         try:
             dets.update(predict_dataset(
                 lambda x: network.anytime(x, group, record=True), dataset, imgsz, batch, desc=f"SNN T={group}",
-                postprocess=family_of(network).postprocess,
+                postprocess=family_of(network).postprocess, device=device,
             ))
         finally:
             monitor.close()

@@ -59,17 +59,21 @@ def predict_dataset(
     batch_size: int = 8,
     desc: str = "predict",
     postprocess: Callable[..., list[ImageDetections]] = decoded_postprocess,
+    device: str | torch.device = "cpu",
     **nms: Any,
 ) -> dict[Any, list[ImageDetections]]:
     """Run ``run(images) -> {key: detector output}`` over the dataset; return detections per key.
 
     Keys are e.g. ``"ann"`` for an ANN, or each T of a spiking network's anytime outputs. ``postprocess`` is
-    the detector family's (``DetectorFamily.postprocess``).
+    the detector family's (``DetectorFamily.postprocess``). The images go to ``device`` (the model's) and stay
+    there through NMS; only the kept boxes come back.
     """
+    device = torch.device(device)
     results: dict[Any, list[ImageDetections]] = {}
     total = (len(dataset.records) + batch_size - 1) // batch_size
     with torch.no_grad():
         for images, records in tqdm(image_batches(dataset.records, size, batch_size), total=total, desc=desc, leave=False):
+            images = images.pin_memory().to(device, non_blocking=True) if device.type == "cuda" else images
             for key, output in run(images).items():
                 results.setdefault(key, []).extend(postprocess(output, size, records, **nms))
     return results

@@ -39,7 +39,8 @@ def decoded_postprocess(
 ) -> list[ImageDetections]:
     """Decoded output ``[B, 4 + nc, A]`` (YOLO's Detect head, or any family's decoder) → NMS → boxes in the
     original image's pixels."""
-    kept = scaled_nms(output, size, [(rec.height, rec.width) for rec in records], conf, iou, max_det)
+    shapes = [(rec.height, rec.width) for rec in records]
+    kept = [det.cpu() for det in scaled_nms(output, size, shapes, conf, iou, max_det)]  # NMS where the model ran
     return [
         ImageDetections(
             image_id=rec.image_id, boxes=det[:, :4].numpy().astype(np.float32),

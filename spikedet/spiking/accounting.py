@@ -12,7 +12,7 @@ Layers after the read-out (decoding, DFL) stay in ANN arithmetic and are exclude
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -49,7 +49,7 @@ class _Synapse:
     name: str
     macs: int = 0
     analog: bool = False
-    nonzero: list[float] = field(default_factory=list)  # per step, summed over images
+    nonzero: torch.Tensor | None = None  # per step, summed over images (float64, on the network's device)
     input_size: int = 0  # input elements per image per step
 
 
@@ -64,6 +64,18 @@ def _spike_coded_inputs(network: SpikingNetwork) -> dict[str, torch.Tensor]:
     return {name: 1.0 / code.quantum for name, code in codes.items() if (code.low, code.high) == (0, 1)}
 
 
+def _accumulate(total: torch.Tensor | None, per_step: torch.Tensor) -> torch.Tensor:
+    """``total + per_step`` step by step in float64, extended with zeros to the longer of the two; stays on
+    the device (no host sync per layer)."""
+    if total is None:
+        return per_step.to(torch.float64, copy=True)  # our own: it is added to in place
+    per_step = per_step.double()
+    if len(total) < len(per_step):
+        total = torch.cat([total, total.new_zeros(len(per_step) - len(total))])
+    total[: len(per_step)] += per_step
+    return total
+
+
 class SpikeMonitor:
     """Collects per-layer statistics of a :class:`SpikingNetwork` while it runs with ``record=True``.
 
@@ -76,7 +88,7 @@ class SpikeMonitor:
         self.images = 0
         self.synapses: dict[str, _Synapse] = {}
         self.neurons: dict[str, SpikingNeuron] = {}
-        self.spikes: dict[str, list[float]] = {}
+        self._spikes: dict[str, torch.Tensor] = {}  # per neuron layer and step, on the network's device
         self.neuron_size: dict[str, int] = {}
         self._hooks = []
         self._inverse_quanta = _spike_coded_inputs(network)
@@ -113,14 +125,11 @@ class SpikeMonitor:
             inverse = self._inverse_quanta.get(name)
             if inverse is not None:
                 inverse = self._inverse_quanta[name] = inverse.to(x.device)
-                per_step = coded_step_counts(x, ctx.steps, inverse).tolist()
+                per_step = coded_step_counts(x, ctx.steps, inverse)
             else:  # one full count per step: faster than a per-row sum of (x != 0), which materialises the mask
-                per_step = [float(torch.count_nonzero(step)) for step in x.split(x.shape[0] // ctx.steps)]
+                per_step = torch.stack([torch.count_nonzero(step) for step in x.split(x.shape[0] // ctx.steps)])
             stat.input_size = x[0].numel()
-            if len(stat.nonzero) < len(per_step):
-                stat.nonzero += [0.0] * (len(per_step) - len(stat.nonzero))
-            for t, n in enumerate(per_step):
-                stat.nonzero[t] += n
+            stat.nonzero = _accumulate(stat.nonzero, per_step)
         return hook
 
     def _neuron_hook(self, name: str):
@@ -130,14 +139,15 @@ class SpikeMonitor:
                 return
             if name == next(iter(self.neurons)):
                 self.images += ctx.batch
-            per_step = module.step_spikes.double().tolist()  # counted by the neuron itself while recording
-            counts = self.spikes.setdefault(name, [])
-            if len(counts) < len(per_step):
-                counts += [0.0] * (len(per_step) - len(counts))
-            for t, n in enumerate(per_step):
-                counts[t] += n
+            # counted by the neuron itself while recording
+            self._spikes[name] = _accumulate(self._spikes.get(name), module.step_spikes)
             self.neuron_size[name] = output[0].numel()
         return hook
+
+    @property
+    def spikes(self) -> dict[str, list[float]]:
+        """Spikes per neuron layer and simulated step, summed over the images recorded."""
+        return {name: counts.tolist() for name, counts in self._spikes.items()}
 
     def report(self, steps: int, preset: str = "fp32") -> dict:
         """Per-image statistics over the first ``steps`` simulated steps, as a JSON-ready dict."""
@@ -153,7 +163,7 @@ class SpikeMonitor:
                 macs_analog += stat.macs
                 layers.append({"layer": stat.name, "kind": "analog", "macs": stat.macs, "input_rate": None, "sops": 0.0})
                 continue
-            events = sum(stat.nonzero[:steps]) / self.images
+            events = float(stat.nonzero[:steps].sum()) / self.images
             rate = events / (stat.input_size * steps) if stat.input_size else 0.0
             layer_sops = rate * steps * stat.macs
             sops += layer_sops

@@ -77,7 +77,7 @@ class SpikingNeuron(StatefulModule):
         out = self._run(x, steps, constant_steps is not None)
         if self.ctx.record:
             self.step_spikes = step_counts(out, self.threshold, signed=self.signed, exact=self.spike_levels is not None)
-            self.spike_count += float(self.step_spikes.sum())
+            self.spike_count = self.spike_count + self.step_spikes.sum()  # a tensor: no host sync per layer
             self.neuron_steps += out.numel()
         return out
 
