@@ -27,7 +27,7 @@ def test_step_counts_exact(signed, layout):
     s = spikes((4, 16, 16, 100, 100), 0.6, 0, signed=signed)
     out = (s.flatten(0, 1) * theta).contiguous(memory_format=layout).unflatten(0, (4, 16))
     counts = step_counts(out, theta, signed=signed)
-    assert torch.equal(counts, per_step_nonzero(out.flatten(0, 1), 4))
+    assert counts.dtype == torch.float64 and torch.equal(counts, per_step_nonzero(out.flatten(0, 1), 4).double())
     assert counts[0] > 1.5e6
 
 
@@ -39,7 +39,7 @@ def test_coded_step_counts_exact(layout):
     s = spikes((steps * batch, 8, 40, 40), 0.4, 1)
     x = (s * quantum.view(1, -1, 1, 1)).contiguous(memory_format=layout)
     counts = coded_step_counts(x, steps, 1.0 / quantum)
-    assert torch.equal(counts, per_step_nonzero(x, steps))
+    assert torch.equal(counts, per_step_nonzero(x, steps).double())
 
 
 def test_monitor_sums_where_the_survey_finds_codes():
@@ -57,3 +57,11 @@ def test_monitor_sums_where_the_survey_finds_codes():
     for steps in (1, 4):
         assert summed.report(steps) == counted.report(steps)
     assert summed.report(4)["sops"] > 0
+
+
+def test_step_counts_beyond_float32_integers():
+    """A step with more spikes than float32 holds as integers (2^24): counted per channel, added in float64."""
+    theta = torch.tensor(0.25)
+    out = torch.full((1, 1, 9, 1400, 1400), 0.25)  # 17.64 M spikes in one step
+    assert step_counts(out, theta, signed=False).tolist() == [9 * 1400 * 1400]
+    assert 9 * 1400 * 1400 > 2**24

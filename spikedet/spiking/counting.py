@@ -1,10 +1,10 @@
 """Counting spikes and synaptic events per time step, with sums instead of comparisons.
 
-Recording statistics reads every neuron output and every synaptic input once more, which made a recorded
-evaluation ~1.8× slower than an unrecorded one. A plain sum runs ~5× faster on CPU than ``count_nonzero``
-(vectorised adds against a compare-and-count), so both counts are taken as sums of values that are known
-integer multiples of a quantum, divided by it and rounded: exact integers, since a float32 sum of at most a few
-million equal values misses the integer by far less than 0.5.
+Recording statistics reads every neuron output and every synaptic input once more. A plain sum runs ~5× faster
+on CPU than ``count_nonzero`` (vectorised adds against a compare-and-count), so both counts are taken as sums of
+values known to be integer multiples of a quantum, divided by it and rounded. The results are exact integers:
+each float32 sum runs over one channel of one step (fewer than 2^24 values, which it sums to within far less
+than 0.5), and the channels are added in float64.
 
 - A neuron's output is ``θ·s`` with ``s ∈ {0, 1}``: spikes per step = ``Σ out / θ`` (signed ``±θ`` spikes are
   counted element by element, see :func:`step_counts`).
@@ -27,14 +27,23 @@ def step_counts(out: torch.Tensor, threshold: torch.Tensor, *, signed: bool, exa
     per cent over millions of elements).
     """
     if signed:
-        return torch.stack([torch.count_nonzero(step) for step in out]).to(out.dtype)
-    counts = out.sum(dim=tuple(range(1, out.dim()))) / threshold
-    return counts.round() if exact else counts
+        return torch.stack([torch.count_nonzero(step) for step in out]).double()
+    per_channel = out.sum(dim=_all_but_steps_and_channels(out)) / threshold  # [steps, C] (or [steps])
+    if exact:
+        per_channel = per_channel.round()
+    return per_channel.double().reshape(len(out), -1).sum(1)
 
 
 def coded_step_counts(x: torch.Tensor, steps: int, inverse_quantum: torch.Tensor) -> torch.Tensor:
     """Non-zero elements per step of a time-folded input ``x`` ``[steps·batch, C, ...]`` that holds 0/1 codes
     of the per-channel quantum ``1 / inverse_quantum`` ``[C]``."""
     folded = x.unflatten(0, (steps, -1))  # [steps, batch, C, ...], a view in any memory layout
-    per_channel = folded.sum(dim=(1, *range(3, folded.dim())))  # [steps, C]
-    return (per_channel * inverse_quantum).round().sum(1)
+    per_channel = folded.sum(dim=_all_but_steps_and_channels(folded))  # [steps, C]
+    return (per_channel * inverse_quantum).round().double().sum(1)
+
+
+def _all_but_steps_and_channels(x: torch.Tensor) -> tuple[int, ...]:
+    """The dims of a ``[steps, batch, C, ...]`` tensor to sum for per-channel counts (all but step for 2-D).
+    Counting per channel keeps every float32 partial sum an exact integer (below 2^24, i.e. fewer than 16.7 M
+    elements per channel and step), where one sum over a whole layer of a large batch would not be."""
+    return (1, *range(3, x.dim())) if x.dim() >= 3 else (1,)
