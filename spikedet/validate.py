@@ -43,12 +43,12 @@ def check_imgsz(imgsz: int | None, *, name: str = "--imgsz") -> int | None:
     return imgsz
 
 
-def check_count(value: int | None, *, name: str, optional: bool = False) -> int | None:
-    """A count of images, epochs or a batch size: an integer >= 1 (None allowed when ``optional``)."""
+def check_count(value: int | None, *, name: str, optional: bool = False, minimum: int = 1) -> int | None:
+    """A count of images, epochs or a batch size: an integer >= ``minimum`` (None allowed when ``optional``)."""
     if value is None and optional:
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
     return value
 
 

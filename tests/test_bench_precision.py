@@ -30,3 +30,9 @@ def test_precisions_side_by_side_with_their_divergence():
         assert set(row["snn"]) == {"1", "2"} and row["snn_images_per_s"] > 0 and "ann" in row
     table = format_precision_bench(result)
     assert "int8 SNN: spikes at T=2 differing from fp32" in table and "(the first that differs)" in table
+
+
+@pytest.mark.parametrize("value", [-1, True, 1.5])
+def test_noise_controls_checked_first(value):
+    with pytest.raises(ValueError, match="--noise-controls must be an integer >= 0"):
+        bench_precision("no/such/weights.pt", noise_controls=value)  # refused before the checkpoint is read

@@ -21,9 +21,9 @@ how far it spreads through the network.
 from __future__ import annotations
 
 import copy
-from dataclasses import asdict
 import platform
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -139,8 +139,7 @@ def bench_precision(
     for value, name in ((batch, "--batch"), (threads, "--threads"), (repeats, "--repeats"), (demo_timesteps, "--demo-T")):
         check_count(value, name=name)
     check_count(max_images, name="--max-images", optional=True)
-    if isinstance(noise_controls, bool) or not isinstance(noise_controls, int) or noise_controls < 0:
-        raise ValueError(f"--noise-controls must be an integer >= 0, got {noise_controls!r}")
+    check_count(noise_controls, name="--noise-controls", minimum=0)
     names, refused = _supported(list(precisions))
     torch.set_num_threads(threads)
     network, ann, config, recipe = _models(weights, method)

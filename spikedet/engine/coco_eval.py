@@ -41,7 +41,8 @@ def evaluate_checkpoint(
     run on ``device`` (``cpu``, ``cuda``, ``cuda:N``).
     """
     device = check_device(device)
-    resolve_precision(check_concrete_precision(precision, name="--precision"), device=device)  # runs there?
+    # a precision the device cannot run (int8 on CUDA) is refused here, before the data is read
+    resolve_precision(check_concrete_precision(precision, name="--precision"), device=device)
     timesteps = sorted(set(check_timesteps(list(timesteps))))
     check_imgsz(imgsz)
     check_count(batch, name="--batch")

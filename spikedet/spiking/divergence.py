@@ -57,9 +57,9 @@ def _quantizer_outputs(model: nn.Module, images: torch.Tensor, timesteps: int) -
 def quantizer_divergence(
     reference: nn.Module, other: nn.Module, images: torch.Tensor, *, timesteps: int = 4
 ) -> list[LayerDivergence]:
-    """Per quantizer layer that runs in ``reference``, in forward order (neurons of a :class:`SpikingNetwork` simulated for
-    ``timesteps`` steps from reset, or the QCFS activations of an ANN): the fraction of its outputs on ``images``
-    that ``other``, the same network in another arithmetic, computes differently."""
+    """Per quantizer layer that runs in ``reference``, in forward order (neurons of a :class:`SpikingNetwork`
+    simulated for ``timesteps`` steps from reset, or the QCFS activations of an ANN): the fraction of its outputs
+    on ``images`` that ``other``, the same network in another arithmetic, computes differently."""
     ref = _quantizer_outputs(reference, images, timesteps)
     alt = _quantizer_outputs(other, images, timesteps)
     if ref.keys() != alt.keys() or any(ref[name].shape != alt[name].shape for name in ref):
